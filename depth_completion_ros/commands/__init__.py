@@ -1,0 +1,1 @@
+"""dcros sub-commands; see depth_completion_ros.cli."""

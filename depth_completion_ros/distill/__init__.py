@@ -1,0 +1,1 @@
+"""Distillation losses (LSPKD, SPKD, ATT, PKT, prediction and black-box distillation)."""

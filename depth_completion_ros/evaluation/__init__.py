@@ -1,0 +1,1 @@
+"""Evaluation: KITTI depth-completion metrics, KITTI-folder and rosbag evaluation, reports."""

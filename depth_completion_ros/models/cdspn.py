@@ -1,0 +1,1 @@
+"""CDSPN: compact two-branch depth-wise separable network with DA-CSPN++ refinement."""

@@ -1,0 +1,1 @@
+"""The ROS 2 edge: node, conversions that need rclpy, launch glue. Imports rclpy lazily."""

@@ -1,0 +1,1 @@
+"""Training: trainer, configs, multi-stage schedules, pruning stability test."""

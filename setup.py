@@ -1,0 +1,55 @@
+"""Installs depth_completion_ros both as a ROS 2 ament_python package (colcon) and with plain pip."""
+from glob import glob
+import os
+
+from setuptools import find_packages, setup
+
+PACKAGE = "depth_completion_ros"
+
+
+def data_tree(folder):
+    """(install dir, files) pairs for every file below `folder`, keeping sub-folders."""
+    pairs = {}
+    for path in glob(os.path.join(folder, "**", "*"), recursive=True):
+        if os.path.isfile(path):
+            target = os.path.join("share", PACKAGE, os.path.dirname(path))
+            pairs.setdefault(target, []).append(path)
+    return sorted(pairs.items())
+
+
+setup(
+    name=PACKAGE,
+    version="0.1.0",
+    description="LiDAR + camera depth completion (LSPKD, CDSPN) for ROS 2, with offline training and evaluation",
+    license="Apache-2.0",
+    python_requires=">=3.10",
+    packages=find_packages(exclude=["test", "test.*"]),
+    include_package_data=True,
+    data_files=[
+        ("share/ament_index/resource_index/packages", [f"resource/{PACKAGE}"]),
+        (f"share/{PACKAGE}", ["package.xml"]),
+        *data_tree("launch"),
+        *data_tree("config"),
+        *data_tree("models"),
+    ],
+    install_requires=[
+        "setuptools",
+        "numpy>=1.24",
+        "pyyaml>=6",
+        "tqdm>=4.60",
+        "pillow>=9.0",
+        "matplotlib>=3.5",
+        "torch>=2.1",
+        "rosbags>=0.11",
+        "onnx>=1.15",
+        "onnxruntime>=1.17",
+    ],
+    extras_require={"test": ["pytest>=7"]},
+    zip_safe=True,
+    entry_points={
+        "console_scripts": [
+            "dcros = depth_completion_ros.cli:main",
+            "depth_completion_node = depth_completion_ros.ros.node:main",
+        ],
+    },
+)
