@@ -359,34 +359,36 @@ def project(
     """
     _check_points(points_xyz)
     use_torch = _is_torch(points_xyz)
-    xyz = points_xyz[:, :3]
-    n_input = int(xyz.shape[0])
+    n_input = int(points_xyz.shape[0])
     if use_torch:
-        finite = torch.isfinite(xyz).all(dim=1)
-        xyz = xyz[finite].to(torch.float64 if xyz.dtype == torch.float64 else torch.float32)
+        xyz = points_xyz[:, :3]
+        xyz = xyz if xyz.dtype in (torch.float32, torch.float64) else xyz.float()
     else:
-        xyz = np.asarray(xyz)
-        finite = np.isfinite(xyz).all(axis=1)
-        xyz = xyz[finite].astype(np.float64 if xyz.dtype == np.float64 else np.float32, copy=False)
-    n_nonfinite = n_input - int(finite.sum())
+        xyz = np.asarray(points_xyz)[:, :3]
+        xyz = xyz if xyz.dtype in (np.float32, np.float64) else xyz.astype(np.float32)
+    # Transform and project every point first and filter once at the end: one boolean gather of the few
+    # points that land in the image is far cheaper than filtering the whole cloud stage by stage.
+    # Non-finite inputs stay non-finite through the affine transform, so they are caught by `finite` below.
     if lidar_to_camera is not None:
         xyz = transform_points(lidar_to_camera, xyz)
-
-    z = xyz[:, 2]
-    in_front = z > min_depth
-    n_behind = int(xyz.shape[0] - in_front.sum())
-    in_range = in_front if max_depth is None else in_front & (z <= max_depth)
-    n_out_of_range = int(in_front.sum() - in_range.sum())
-    xyz, z = xyz[in_range], z[in_range]
-
-    u = camera.fx * xyz[:, 0] / z + camera.cx
-    v = camera.fy * xyz[:, 1] / z + camera.cy
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    # A sum is finite exactly when its terms are (NaN and +/-Inf propagate), and is cheaper than all(axis=1).
+    with np.errstate(over="ignore", invalid="ignore"):
+        finite = torch.isfinite(x + y + z) if use_torch else np.isfinite(x + y + z)
     floor = torch.floor if use_torch else np.floor
-    col, row = floor(u + 0.5), floor(v + 0.5)
-    inside = (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
-    n_outside = int(z.shape[0] - inside.sum())
+    in_front = finite & (z > min_depth)
+    in_range = in_front if max_depth is None else in_front & (z <= max_depth)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        col = floor(camera.fx * x / z + (camera.cx + 0.5))
+        row = floor(camera.fy * y / z + (camera.cy + 0.5))
+    inside = in_range & (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
+    n_finite, n_front, n_in_range = int(finite.sum()), int(in_front.sum()), int(in_range.sum())
+    n_nonfinite = n_input - n_finite
+    n_behind = n_finite - n_front
+    n_out_of_range = n_front - n_in_range
     z = z[inside]
     n_projected = int(z.shape[0])
+    n_outside = n_in_range - n_projected
 
     if use_torch:
         flat_index = (row[inside] * camera.width + col[inside]).long()

@@ -1,0 +1,56 @@
+"""Shared helpers of the benchmark scripts: machine description, timing, JSON output."""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import time
+from pathlib import Path
+
+
+def describe_machine() -> dict:
+    """CPU model, core count, library versions and GPU name (if any), for reproducible reports."""
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    info = {"cpu": cpu, "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+            else os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
+    try:
+        import numpy
+        import torch
+
+        info.update(numpy=numpy.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                    cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    except ImportError:
+        pass
+    return info
+
+
+def time_call(function, runs: int = 20, warmup: int = 2, synchronize=None) -> dict:
+    """Median/p90/min wall time of `function()` in milliseconds (synchronize() before each clock read)."""
+    for _ in range(warmup):
+        function()
+    samples = []
+    for _ in range(runs):
+        if synchronize:
+            synchronize()
+        start = time.perf_counter()
+        function()
+        if synchronize:
+            synchronize()
+        samples.append((time.perf_counter() - start) * 1000.0)
+    samples.sort()
+    return {"median_ms": samples[len(samples) // 2], "p90_ms": samples[min(len(samples) - 1, int(0.9 * len(samples)))],
+            "min_ms": samples[0], "runs": runs}
+
+
+def write_json(path: str | None, payload: dict) -> None:
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(payload, indent=2) + "\n")
+        print(f"wrote {path}")
