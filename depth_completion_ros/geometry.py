@@ -160,6 +160,51 @@ def rotation_to_quaternion(rotation: np.ndarray) -> tuple[float, float, float, f
     return float(x), float(y), float(z), float(w)
 
 
+class TransformTree:
+    """Static frames as tf2 stores them: edges parent -> child, each the pose of the child in the parent
+    (so `T_parent_child @ p_child = p_parent`). `lookup(target, source)` maps points of `source` into `target`,
+    walking through any common ancestor, like tf2's lookup_transform(target, source)."""
+
+    def __init__(self):
+        self._parent: dict[str, tuple[str, np.ndarray]] = {}
+
+    def add(self, parent: str, child: str, parent_from_child: np.ndarray) -> None:
+        parent, child = parent.lstrip("/"), child.lstrip("/")
+        if parent == child:
+            raise ValueError(f"transform from frame {parent!r} to itself")
+        self._parent[child] = (parent, np.asarray(parent_from_child, dtype=np.float64).reshape(4, 4))
+
+    @property
+    def frames(self) -> set[str]:
+        return set(self._parent) | {parent for parent, _ in self._parent.values()}
+
+    def _to_root(self, frame: str) -> tuple[list[str], np.ndarray]:
+        """Chain of frames from `frame` up to its root, and the transform root <- frame."""
+        chain, transform = [frame], np.eye(4)
+        while chain[-1] in self._parent:
+            parent, parent_from_child = self._parent[chain[-1]]
+            if parent in chain:
+                raise ValueError(f"transform tree has a cycle through {parent!r}")
+            transform = parent_from_child @ transform
+            chain.append(parent)
+        return chain, transform
+
+    def lookup(self, target: str, source: str) -> np.ndarray:
+        """4x4 mapping points of frame `source` into frame `target`."""
+        target, source = target.lstrip("/"), source.lstrip("/")
+        if target == source:
+            return np.eye(4)
+        missing = [f for f in (target, source) if f not in self.frames]
+        if missing:
+            raise LookupError(f"frame(s) {missing} unknown; known frames: {sorted(self.frames)}")
+        target_chain, root_from_target = self._to_root(target)
+        source_chain, root_from_source = self._to_root(source)
+        if target_chain[-1] != source_chain[-1]:
+            raise LookupError(f"frames {target!r} and {source!r} are not connected "
+                              f"(roots {target_chain[-1]!r} and {source_chain[-1]!r})")
+        return invert_transform(root_from_target) @ root_from_source
+
+
 # --------------------------------------------------------------------------------- KITTI calibration
 def parse_calib_text(text: str, source: str = "<text>") -> dict[str, np.ndarray]:
     """Parse KITTI `key: v1 v2 ...` lines. Lines whose values are not numbers (calib_time) are skipped."""

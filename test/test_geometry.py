@@ -197,3 +197,24 @@ def test_quaternion_round_trip():
         np.testing.assert_allclose(R @ R.T, np.eye(3), atol=1e-12)
         q2 = np.array(geometry.rotation_to_quaternion(R))
         np.testing.assert_allclose(geometry.quaternion_to_rotation(*q2), R, atol=1e-12)
+
+
+def test_transform_tree_chains_through_a_common_parent():
+    rng = np.random.default_rng(5)
+
+    def random_transform():
+        q = rng.normal(size=4)
+        return geometry.make_transform(geometry.quaternion_to_rotation(*q), rng.normal(size=3))
+
+    base_from_velo, base_from_cam = random_transform(), random_transform()
+    tree = geometry.TransformTree()
+    tree.add("base_link", "velo_link", base_from_velo)
+    tree.add("/base_link", "camera_color_left", base_from_cam)
+    cam_from_velo = tree.lookup("camera_color_left", "velo_link")
+    np.testing.assert_allclose(cam_from_velo, geometry.invert_transform(base_from_cam) @ base_from_velo, atol=1e-12)
+    np.testing.assert_allclose(tree.lookup("velo_link", "camera_color_left") @ cam_from_velo, np.eye(4), atol=1e-12)
+    with pytest.raises(LookupError, match="unknown"):
+        tree.lookup("camera_color_left", "imu_link")
+    tree.add("odom", "imu_link", np.eye(4))
+    with pytest.raises(LookupError, match="not connected"):
+        tree.lookup("camera_color_left", "imu_link")
