@@ -1,0 +1,193 @@
+"""Inference speed of the registered models: median and p90 ms/frame at KITTI size (1216x352).
+
+Each configuration runs end to end as the pipeline does — numpy RGB (uint8) and sparse depth in, numpy
+dense depth out — through `inference.Engine`, which synchronises CUDA before returning, so the clock
+reads finished work. Warm-up runs are excluded. Configurations: PyTorch on the CPU (fp32, torch threads
+= available cores), onnxruntime on the CPU (CDSPN models by default), and PyTorch on CUDA in fp32 and
+fp16 autocast when a GPU is present. Models are untrained (seeded): speed does not depend on the weights.
+
+    python benchmarks/bench_inference.py                       # all registered models, 5 timed runs
+    python benchmarks/bench_inference.py --models cdspn_x32 --runs 20 --json out/bench_inference.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from depth_completion_ros.inference import Engine, export_onnx
+from depth_completion_ros.models import list_models
+
+LOGGER = logging.getLogger("bench_inference")
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (affinity-aware, unlike os.cpu_count)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def describe_machine() -> dict:
+    """CPU model, core counts, library versions and GPU name, for the report."""
+    cpu_model = platform.processor() or "unknown"
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as stream:
+            for line in stream:
+                if line.startswith("model name"):
+                    cpu_model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    machine = {
+        "cpu_model": cpu_model,
+        "cpu_count": os.cpu_count(),
+        "available_cores": available_cores(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": torch.get_num_threads(),
+        "cuda_available": torch.cuda.is_available(),
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "cuda_version": torch.version.cuda,
+    }
+    try:
+        import onnxruntime
+
+        machine["onnxruntime"] = onnxruntime.__version__
+        machine["onnxruntime_providers"] = onnxruntime.get_available_providers()
+    except ImportError:
+        machine["onnxruntime"] = None
+    return machine
+
+
+def kitti_like_frame(height: int, width: int, density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """A uint8 RGB image and a sparse depth map with `density` of pixels holding 1..80 m."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    depth = rng.uniform(1.0, 80.0, size=(height, width)).astype(np.float32)
+    sparse = np.where(rng.random((height, width)) < density, depth, np.float32(0.0)).astype(np.float32)
+    return rgb, sparse
+
+
+def time_engine(engine: Engine, rgb: np.ndarray, sparse: np.ndarray, runs: int, warmup: int) -> dict:
+    """Per-frame wall times (ms) of `runs` predictions after `warmup` untimed ones."""
+    for _ in range(warmup):
+        engine.predict(rgb, sparse)
+    times_ms = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        output = engine.predict(rgb, sparse)  # returns host numpy: the device work has finished
+        times_ms.append((time.perf_counter() - start) * 1e3)
+    if not np.isfinite(output).all():
+        LOGGER.warning("%s produced non-finite depth", engine)
+    times = np.asarray(times_ms)
+    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
+            "min_ms": float(times.min()), "runs": runs, "warmup": warmup, "times_ms": times_ms}
+
+
+def parameter_count(engine: Engine) -> int | None:
+    """Number of weights of the engine's torch model (None for ONNX)."""
+    return None if engine.model is None else sum(p.numel() for p in engine.model.parameters())
+
+
+def benchmark(models: list[str], height: int, width: int, runs: int, warmup: int, onnx_models: list[str],
+              density: float, seed: int, skip_cpu: bool) -> list[dict]:
+    """Time every (model, backend, device, precision) configuration; one result row each."""
+    rgb, sparse = kitti_like_frame(height, width, density, seed)
+    configurations = []
+    if not skip_cpu:
+        configurations.append(("torch", "cpu", "fp32"))
+    if torch.cuda.is_available():
+        configurations += [("torch", "cuda", "fp32"), ("torch", "cuda", "fp16")]
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="bench_inference_") as scratch:
+        for name in models:
+            for backend, device, precision in configurations:
+                engine = Engine.from_name(name, device=device, precision=precision, seed=seed)
+                rows.append(_row(name, engine, rgb, sparse, runs, warmup))
+                print(_format_row(rows[-1]), flush=True)
+                del engine
+                if torch.cuda.is_available():
+                    torch.cuda.empty_cache()
+            if name in onnx_models and not skip_cpu:
+                source = Engine.from_name(name, device="cpu", precision="fp32", seed=seed)
+                onnx_path = export_onnx(source.model, Path(scratch) / f"{name}.onnx", example_size=(height, width))
+                engine = Engine.from_onnx(onnx_path, device="cpu")
+                row = _row(name, engine, rgb, sparse, runs, warmup)
+                row["parameters"] = parameter_count(source)
+                rows.append(row)
+                print(_format_row(rows[-1]), flush=True)
+    return rows
+
+
+def _row(name: str, engine: Engine, rgb: np.ndarray, sparse: np.ndarray, runs: int, warmup: int) -> dict:
+    row = {"model": name, "backend": engine.backend, "device": str(engine.device), "precision": engine.precision,
+           "parameters": parameter_count(engine), "height": rgb.shape[0], "width": rgb.shape[1]}
+    row.update(time_engine(engine, rgb, sparse, runs, warmup))
+    return row
+
+
+def _format_row(row: dict) -> str:
+    params = f"{row['parameters'] / 1e6:7.2f}M" if row["parameters"] else "       -"
+    return (f"{row['model']:<20} {row['backend']:<6} {row['device']:<7} {row['precision']:<5} {params} "
+            f"{row['median_ms']:10.1f} {row['p90_ms']:10.1f} {1e3 / row['median_ms']:8.2f}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", nargs="+", default=None, help="registered model names (default: all)")
+    parser.add_argument("--height", type=int, default=352)
+    parser.add_argument("--width", type=int, default=1216)
+    parser.add_argument("--runs", type=int, default=5, help="timed runs per configuration (default: 5)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed runs before timing (default: 2)")
+    parser.add_argument("--onnx-models", nargs="*", default=None,
+                        help="models also timed with onnxruntime on the CPU (default: the cdspn_* models)")
+    parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: available cores)")
+    parser.add_argument("--density", type=float, default=0.05, help="fraction of pixels with LiDAR depth")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-cpu", action="store_true", help="time CUDA only")
+    parser.add_argument("--json", type=Path, default=None, help="write machine description and rows here")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+
+    registered = list_models()
+    models = args.models or registered
+    unknown = [name for name in models if name not in registered]
+    if unknown or not models:
+        parser.error(f"unknown model(s) {', '.join(unknown) or '(none registered)'}; registered: {', '.join(registered)}")
+    if args.runs < 1 or args.warmup < 0:
+        parser.error("--runs must be >= 1 and --warmup >= 0")
+    onnx_models = [m for m in models if m.startswith("cdspn")] if args.onnx_models is None else args.onnx_models
+    torch.set_num_threads(args.threads or available_cores())
+
+    machine = describe_machine()
+    print(f"CPU: {machine['cpu_model']} ({machine['available_cores']} of {machine['cpu_count']} cores available, "
+          f"{machine['torch_threads']} torch threads); torch {machine['torch']}; "
+          f"onnxruntime {machine['onnxruntime']}; GPU: {machine['gpu'] or 'none'}")
+    print(f"input {args.width}x{args.height}, batch 1, {args.density:.0%} of pixels with depth; "
+          f"{args.warmup} warm-up + {args.runs} timed runs; numpy in -> numpy out")
+    print(f"{'model':<20} {'back':<6} {'device':<7} {'prec':<5} {'params':>8} {'median ms':>10} "
+          f"{'p90 ms':>10} {'fps':>8}")
+    rows = benchmark(models, args.height, args.width, args.runs, args.warmup, onnx_models,
+                     args.density, args.seed, args.no_cpu)
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        report = {"machine": machine, "settings": {k: (str(v) if isinstance(v, Path) else v)
+                                                   for k, v in vars(args).items()}, "results": rows}
+        args.json.write_text(json.dumps(report, indent=2))
+        print(f"wrote {args.json}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,39 @@
+"""Arguments shared by the commands that run the pipeline (eval-bag, eval-kitti, demo)."""
+from __future__ import annotations
+
+import argparse
+
+
+def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("model")
+    choice = group.add_mutually_exclusive_group()
+    choice.add_argument("--checkpoint", help="a checkpoint file of this package")
+    choice.add_argument("--model", default="default",
+                        help="'default' (the shipped default), a shipped model name, or a registered "
+                             "architecture (untrained, for timing only); default: %(default)s")
+    group.add_argument("--device", default="auto", choices=("auto", "cuda", "cpu"))
+    group.add_argument("--precision", default="auto", choices=("auto", "fp32", "fp16"))
+    group.add_argument("--backend", default="torch", choices=("torch", "onnx"))
+
+
+def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("pipeline")
+    group.add_argument("--min-depth", type=float, default=0.1, help="metres; nearer LiDAR points are dropped")
+    group.add_argument("--max-depth", type=float, default=120.0, help="metres; farther points are dropped")
+    group.add_argument("--roi", default="full", choices=("full", "bottom"),
+                       help="run the network on the whole image or on its bottom --roi-height rows")
+    group.add_argument("--roi-height", type=int, default=352)
+
+
+def engine_from_args(args):
+    from ..model_zoo import resolve_engine
+
+    return resolve_engine(args.checkpoint or args.model, device=args.device, precision=args.precision,
+                          backend=args.backend)
+
+
+def pipeline_options_from_args(args):
+    from ..pipeline import PipelineOptions
+
+    return PipelineOptions(min_depth=args.min_depth, max_depth=args.max_depth, roi=args.roi,
+                           roi_height=args.roi_height)

@@ -1,0 +1,400 @@
+"""KITTI readers: raw drives (images, Velodyne scans, timestamps, calibration) and the depth-completion
+benchmark (train / val / val_selection_cropped) as a torch Dataset.
+
+Layout under the dataset root (the real KITTI one, also written by the synthetic world generator):
+  kitti_raw/<date>/calib_cam_to_cam.txt, calib_velo_to_cam.txt
+  kitti_raw/<date>/<date>_drive_<nnnn>_sync/image_0{2,3}/data/%010d.png, image_0X/timestamps.txt
+  kitti_raw/<date>/<date>_drive_<nnnn>_sync/velodyne_points/data/%010d.bin, velodyne_points/timestamps.txt
+  data_depth_velodyne/{train,val}/<drive>/proj_depth/velodyne_raw/image_0X/%010d.png
+  data_depth_annotated/{train,val}/<drive>/proj_depth/groundtruth/image_0X/%010d.png
+  data_depth_selection/val_selection_cropped/{image,velodyne_raw,groundtruth_depth,intrinsics}/
+      <drive>_{image,velodyne_raw,groundtruth_depth}_%010d_image_0X.png, <drive>_image_%010d_image_0X.txt
+Frames are always paired by file name: annotated frames are a subset of the raw ones (KITTI leaves out
+the first and last five frames of every drive).
+"""
+from __future__ import annotations
+
+import calendar
+import datetime as _datetime
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from depth_completion_ros.data.image_io import read_depth_png, read_rgb_png
+from depth_completion_ros.geometry import (
+    KittiCalibration,
+    PinholeCamera,
+    bottom_crop_offsets,
+    load_kitti_calibration,
+    read_intrinsics_txt,
+)
+
+try:
+    import torch
+    from torch.utils.data import Dataset
+except ImportError:  # pragma: no cover - torch is an install requirement
+    torch = None
+    Dataset = object
+
+KITTI_CROP = (352, 1216)  # (height, width) of the benchmark's bottom crop
+SPLITS = ("train", "val", "val_selection_cropped")
+CAMERAS = ("image_02", "image_03")
+_DRIVE_PATTERN = re.compile(r"^(?P<date>\d{4}_\d{2}_\d{2})_drive_(?P<number>\d{4})_sync$")
+_TIMESTAMP_PATTERN = re.compile(r"^\s*(\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2})(?:\.(\d{1,9}))?\s*$")
+_SELECTION_PATTERN = re.compile(
+    r"^(?P<drive>\d{4}_\d{2}_\d{2}_drive_\d{4}_sync)_(?P<kind>image|velodyne_raw|groundtruth_depth)_"
+    r"(?P<frame>\d{10})_(?P<camera>image_0[23])\.(?P<ext>png|txt)$"
+)
+
+
+# ------------------------------------------------------------------------------------------ timestamps
+def parse_kitti_timestamp(line: str) -> int:
+    """`2011-09-26 13:02:25.964389445` -> integer nanoseconds since the Unix epoch (read as UTC).
+
+    The fraction keeps all its digits (up to 9); no float is involved, so no precision is lost.
+    """
+    match = _TIMESTAMP_PATTERN.match(line)
+    if not match:
+        raise ValueError(f"not a KITTI timestamp ('YYYY-MM-DD hh:mm:ss.fffffffff'): {line.strip()!r}")
+    moment = _datetime.datetime.strptime(match.group(1), "%Y-%m-%d %H:%M:%S")
+    fraction = (match.group(2) or "").ljust(9, "0")
+    return calendar.timegm(moment.timetuple()) * 1_000_000_000 + int(fraction)
+
+
+def read_timestamps(path: str | Path) -> np.ndarray:
+    """All timestamps of a KITTI `timestamps.txt` as an int64 array of nanoseconds (blank lines skipped)."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"timestamps file not found: {path}")
+    stamps = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        if line.strip():
+            try:
+                stamps.append(parse_kitti_timestamp(line))
+            except ValueError as error:
+                raise ValueError(f"{path}:{number}: {error}") from None
+    return np.array(stamps, dtype=np.int64)
+
+
+def _camera_code(camera: str) -> str:
+    """"image_02" / "02" -> "02" (the suffix of P_rect_0X), with a clear error for anything else."""
+    code = camera[-2:] if camera.startswith("image_") else camera
+    if f"image_{code}" not in CAMERAS:
+        raise ValueError(f"camera must be one of {', '.join(CAMERAS)} (colour cameras), got {camera!r}")
+    return code
+
+
+def _camera_folder(camera: str) -> str:
+    return f"image_{_camera_code(camera)}"
+
+
+# ------------------------------------------------------------------------------------------ raw drives
+def list_raw_drives(raw_root: str | Path) -> list[str]:
+    """Names `<date>_drive_<nnnn>_sync` of the drives under a KITTI raw root, sorted."""
+    raw_root = Path(raw_root)
+    if not raw_root.is_dir():
+        raise FileNotFoundError(f"KITTI raw folder not found: {raw_root}")
+    return sorted(
+        drive.name for date in raw_root.iterdir() if date.is_dir()
+        for drive in date.iterdir() if drive.is_dir() and _DRIVE_PATTERN.match(drive.name)
+    )
+
+
+def _date_of(drive: str) -> str:
+    match = _DRIVE_PATTERN.match(drive)
+    if not match:
+        raise ValueError(f"drive name must look like 2011_09_26_drive_0001_sync, got {drive!r}")
+    return match.group("date")
+
+
+class KittiRawDrive:
+    """One KITTI raw drive: frame ids, timestamps, images, Velodyne scans and the date's calibration."""
+
+    def __init__(self, raw_root: str | Path, drive: str):
+        self.raw_root = Path(raw_root)
+        self.name = drive
+        self.date = _date_of(drive)
+        self.path = self.raw_root / self.date / drive
+        if not self.path.is_dir():
+            raise FileNotFoundError(f"KITTI raw drive not found: {self.path}")
+
+    def __repr__(self) -> str:
+        return f"KittiRawDrive({str(self.raw_root)!r}, {self.name!r})"
+
+    @cached_property
+    def calibration(self) -> KittiCalibration:
+        """Calibration of camera 02 (the left colour camera) and the Velodyne."""
+        return self.calibration_for("image_02")
+
+    def calibration_for(self, camera: str) -> KittiCalibration:
+        """Calibration of `camera` ("image_02" or "image_03") and the Velodyne."""
+        return load_kitti_calibration(self.raw_root / self.date, camera=_camera_code(camera))
+
+    @cached_property
+    def frame_ids(self) -> list[int]:
+        """Frame numbers present in image_02/data, sorted."""
+        folder = self.path / "image_02" / "data"
+        if not folder.is_dir():
+            raise FileNotFoundError(f"image folder not found: {folder}")
+        return sorted(int(p.stem) for p in folder.glob("*.png") if p.stem.isdigit())
+
+    @cached_property
+    def image_timestamps_ns(self) -> np.ndarray:
+        """Camera 02 timestamps (int64 ns), one per line of image_02/timestamps.txt."""
+        return read_timestamps(self.path / "image_02" / "timestamps.txt")
+
+    @cached_property
+    def velodyne_timestamps_ns(self) -> np.ndarray:
+        """Velodyne timestamps (int64 ns; KITTI's time the scanner faced forward), one per scan."""
+        return read_timestamps(self.path / "velodyne_points" / "timestamps.txt")
+
+    def image_path(self, frame_id: int, camera: str = "image_02") -> Path:
+        return self.path / _camera_folder(camera) / "data" / f"{int(frame_id):010d}.png"
+
+    def velodyne_path(self, frame_id: int) -> Path:
+        return self.path / "velodyne_points" / "data" / f"{int(frame_id):010d}.bin"
+
+    def read_image(self, frame_id: int, camera: str = "image_02") -> np.ndarray:
+        """(H, W, 3) uint8 RGB of one frame."""
+        return read_rgb_png(self.image_path(frame_id, camera))
+
+    def read_velodyne(self, frame_id: int) -> np.ndarray:
+        """(N, 4) float32 Velodyne points: x, y, z (m, Velodyne frame), reflectance."""
+        path = self.velodyne_path(frame_id)
+        if not path.is_file():
+            raise FileNotFoundError(f"Velodyne scan not found: {path}")
+        raw = np.fromfile(path, dtype="<f4")
+        if raw.size % 4:
+            raise ValueError(f"{path}: {raw.size} float32 values is not a whole number of (x, y, z, r) points")
+        return raw.reshape(-1, 4)
+
+    def annotation_path(self, depth_root: str | Path, frame_id: int, kind: str = "groundtruth",
+                        camera: str = "image_02") -> Path | None:
+        """The depth-completion PNG of this frame (`groundtruth` or `velodyne_raw`) under the dataset root,
+        searched in the train and val splits; None where KITTI has none (e.g. the first and last 5 frames)."""
+        if kind not in ("groundtruth", "velodyne_raw"):
+            raise ValueError(f"kind must be 'groundtruth' or 'velodyne_raw', got {kind!r}")
+        top = "data_depth_annotated" if kind == "groundtruth" else "data_depth_velodyne"
+        for split in ("train", "val"):
+            path = (Path(depth_root) / top / split / self.name / "proj_depth" / kind / _camera_folder(camera)
+                    / f"{int(frame_id):010d}.png")
+            if path.is_file():
+                return path
+        return None
+
+
+# ------------------------------------------------------------------------------------ depth completion
+@dataclass(frozen=True)
+class KittiFrame:
+    """Where one depth-completion sample's files are. `intrinsics_path` is set for the selection split only;
+    train/val intrinsics come from the drive date's calibration."""
+
+    name: str  # "<drive>/<camera>/<frame:010d>", unique in the data set
+    drive: str
+    camera: str
+    frame_id: int
+    rgb_path: Path
+    sparse_path: Path
+    gt_path: Path
+    intrinsics_path: Path | None = None
+
+
+def _frames_train_val(root: Path, raw_root: Path, split: str, cameras: Sequence[str]) -> tuple[list, int]:
+    """Frames of a train/val split with both a velodyne_raw and a groundtruth PNG of the same name."""
+    sparse_split = root / "data_depth_velodyne" / split
+    gt_split = root / "data_depth_annotated" / split
+    for folder in (sparse_split, gt_split):
+        if not folder.is_dir():
+            raise FileNotFoundError(f"KITTI depth-completion split folder not found: {folder}")
+    frames, unpaired = [], 0
+    for drive_dir in sorted(p for p in sparse_split.iterdir() if p.is_dir()):
+        drive = drive_dir.name
+        date = _date_of(drive)
+        for camera in cameras:
+            sparse_dir = drive_dir / "proj_depth" / "velodyne_raw" / camera
+            gt_dir = gt_split / drive / "proj_depth" / "groundtruth" / camera
+            sparse_names = {p.name for p in sparse_dir.glob("*.png")} if sparse_dir.is_dir() else set()
+            gt_names = {p.name for p in gt_dir.glob("*.png")} if gt_dir.is_dir() else set()
+            unpaired += len(sparse_names ^ gt_names)
+            for file_name in sorted(sparse_names & gt_names):
+                frame_id = int(Path(file_name).stem)
+                frames.append(KittiFrame(
+                    name=f"{drive}/{camera}/{frame_id:010d}", drive=drive, camera=camera, frame_id=frame_id,
+                    rgb_path=raw_root / date / drive / camera / "data" / file_name,
+                    sparse_path=sparse_dir / file_name, gt_path=gt_dir / file_name,
+                ))
+    return frames, unpaired
+
+
+def _frames_selection(root: Path, cameras: Sequence[str]) -> tuple[list, int]:
+    """Frames of val_selection_cropped, paired by (drive, frame, camera) parsed from the file names."""
+    base = root / "data_depth_selection" / "val_selection_cropped"
+    folders = {kind: base / kind for kind in ("image", "velodyne_raw", "groundtruth_depth", "intrinsics")}
+    for folder in folders.values():
+        if not folder.is_dir():
+            raise FileNotFoundError(f"KITTI depth-completion split folder not found: {folder}")
+
+    def index(kind: str, ext: str) -> dict:
+        found = {}
+        for path in folders[kind].glob(f"*.{ext}"):
+            match = _SELECTION_PATTERN.match(path.name)
+            if match and match.group("kind") == ("image" if kind == "intrinsics" else kind):
+                found[(match.group("drive"), match.group("frame"), match.group("camera"))] = path
+        return found
+
+    sparse, gt, intrinsics = index("velodyne_raw", "png"), index("groundtruth_depth", "png"), index("intrinsics", "txt")
+    frames, unpaired = [], len(set(sparse) ^ set(gt))
+    for key in sorted(set(sparse) & set(gt)):
+        drive, frame, camera = key
+        if camera not in cameras:
+            continue
+        if key not in intrinsics:
+            raise FileNotFoundError(f"intrinsics file missing for {sparse[key].name}: expected "
+                                    f"{folders['intrinsics'] / f'{drive}_image_{frame}_{camera}.txt'}")
+        frames.append(KittiFrame(
+            name=f"{drive}/{camera}/{frame}", drive=drive, camera=camera, frame_id=int(frame),
+            rgb_path=folders["image"] / f"{drive}_image_{frame}_{camera}.png",
+            sparse_path=sparse[key], gt_path=gt[key], intrinsics_path=intrinsics[key],
+        ))
+    return frames, unpaired
+
+
+def _colour_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
+    """Brightness, contrast and saturation factors drawn in [1 - strength, 1 + strength]; rgb (H, W, 3) in 0..1."""
+    brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, size=3)
+    rgb = rgb * brightness
+    grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    rgb = (rgb - grey.mean()) * contrast + grey.mean()
+    grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    rgb = (rgb - grey[..., None]) * saturation + grey[..., None]
+    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+
+
+class KittiDepthCompletion(Dataset):
+    """KITTI depth completion (train, val or val_selection_cropped) as a torch Dataset.
+
+    Item: dict(rgb float32 [3,H,W] in 0..1, sparse float32 [1,H,W] m, gt float32 [1,H,W] m (0 = none),
+    K float32 [3,3] of the returned image, name str "<drive>/<camera>/<frame:010d>").
+
+    `crop=(352, 1216)` keeps KITTI's bottom crop (bottom rows, centred columns; None = full image).
+    `augment=True` (training) mirrors the image half of the time (cx' = W - 1 - cx), jitters the colours of
+    rgb by up to `jitter` and, with `random_crop=(h, w)`, cuts a random window inside the bottom crop. The
+    random draws come from a generator seeded by (seed, epoch, index): `set_epoch(epoch)` before each epoch
+    and the same seed gives the same samples in every run, whatever the number of loader workers.
+    """
+
+    def __init__(
+        self,
+        root: str | Path,
+        split: str = "train",
+        crop: tuple[int, int] | None = KITTI_CROP,
+        augment: bool = False,
+        seed: int = 0,
+        cameras: Sequence[str] = ("image_02",),
+        raw_root: str | Path | None = None,
+        random_crop: tuple[int, int] | None = None,
+        jitter: float = 0.2,
+    ):
+        self.root = Path(root)
+        if not self.root.is_dir():
+            raise FileNotFoundError(f"KITTI dataset root not found: {self.root}")
+        if split not in SPLITS:
+            raise ValueError(f"split must be one of {', '.join(SPLITS)}, got {split!r}")
+        self.cameras = tuple(_camera_folder(c) for c in cameras)
+        if not self.cameras:
+            raise ValueError("cameras must name at least one of image_02, image_03")
+        self.split = split
+        self.raw_root = Path(raw_root) if raw_root is not None else self.root / "kitti_raw"
+        self.crop = tuple(crop) if crop is not None else None
+        self.random_crop = tuple(random_crop) if random_crop is not None else None
+        if self.random_crop is not None and self.crop is not None and (
+                self.random_crop[0] > self.crop[0] or self.random_crop[1] > self.crop[1]):
+            raise ValueError(f"random_crop {self.random_crop} is larger than the crop {self.crop}")
+        self.augment = augment
+        self.seed = int(seed)
+        self.jitter = float(jitter)
+        self.epoch = 0
+        if split == "val_selection_cropped":
+            self.frames, self.unpaired = _frames_selection(self.root, self.cameras)
+        else:
+            self.frames, self.unpaired = _frames_train_val(self.root, self.raw_root, split, self.cameras)
+        if not self.frames:
+            raise FileNotFoundError(f"no KITTI depth-completion frames for split {split!r} and cameras "
+                                    f"{', '.join(self.cameras)} under {self.root}")
+        self._cameras: dict[tuple[str, str], PinholeCamera] = {}
+
+    def __len__(self) -> int:
+        return len(self.frames)
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the augmentation draws of this epoch (call before iterating)."""
+        self.epoch = int(epoch)
+
+    def camera_of(self, index: int, width: int, height: int) -> PinholeCamera:
+        """The full-image camera of frame `index` (image size given by the image actually read)."""
+        frame = self.frames[index]
+        if frame.intrinsics_path is not None:
+            return read_intrinsics_txt(frame.intrinsics_path, width, height)
+        key = (_date_of(frame.drive), frame.camera)
+        if key not in self._cameras:
+            self._cameras[key] = load_kitti_calibration(self.raw_root / key[0],
+                                                        camera=_camera_code(frame.camera)).camera
+        return PinholeCamera.from_K(self._cameras[key].K, width, height)
+
+    def load(self, index: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, PinholeCamera]:
+        """Full-size (rgb uint8 (H,W,3), sparse (H,W) m, gt (H,W) m, camera) of one frame, checked."""
+        frame = self.frames[index]
+        if not frame.rgb_path.is_file():
+            raise FileNotFoundError(f"{frame.name}: RGB image missing: {frame.rgb_path}")
+        rgb = read_rgb_png(frame.rgb_path)
+        sparse, gt = read_depth_png(frame.sparse_path), read_depth_png(frame.gt_path)
+        if sparse.shape != rgb.shape[:2]:
+            raise ValueError(f"{frame.name}: RGB is {rgb.shape[1]}x{rgb.shape[0]} but sparse depth is "
+                             f"{sparse.shape[1]}x{sparse.shape[0]} ({frame.sparse_path})")
+        if gt.shape != sparse.shape:
+            raise ValueError(f"{frame.name}: ground truth is {gt.shape[1]}x{gt.shape[0]} but sparse depth is "
+                             f"{sparse.shape[1]}x{sparse.shape[0]} ({frame.gt_path})")
+        return rgb, sparse, gt, self.camera_of(index, rgb.shape[1], rgb.shape[0])
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} frames")
+        index = index % len(self)
+        rgb, sparse, gt, camera = self.load(index)
+        rgb = rgb.astype(np.float32) / np.float32(255.0)
+
+        if self.crop is not None:
+            height, width = self.crop
+            top, left = bottom_crop_offsets(camera.height, camera.width, height, width)
+            camera, (rgb, sparse, gt) = self._apply_crop(camera, top, left, height, width, rgb, sparse, gt)
+        if self.augment:
+            rng = np.random.default_rng([self.seed, self.epoch, index])
+            if self.random_crop is not None:
+                height, width = self.random_crop
+                top = int(rng.integers(0, camera.height - height + 1))
+                left = int(rng.integers(0, camera.width - width + 1))
+                camera, (rgb, sparse, gt) = self._apply_crop(camera, top, left, height, width, rgb, sparse, gt)
+            if rng.random() < 0.5:
+                rgb, sparse, gt = rgb[:, ::-1], sparse[:, ::-1], gt[:, ::-1]
+                camera = PinholeCamera(camera.width, camera.height, camera.fx, camera.fy,
+                                       camera.width - 1 - camera.cx, camera.cy)
+            if self.jitter > 0:
+                rgb = _colour_jitter(rgb, rng, self.jitter)
+
+        return {
+            "rgb": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
+            "sparse": torch.from_numpy(np.ascontiguousarray(sparse)[None]),
+            "gt": torch.from_numpy(np.ascontiguousarray(gt)[None]),
+            "K": torch.from_numpy(camera.K.astype(np.float32)),
+            "name": self.frames[index].name,
+        }
+
+    @staticmethod
+    def _apply_crop(camera: PinholeCamera, top: int, left: int, height: int, width: int, *images):
+        cropped_camera = camera.crop(top, left, height, width)
+        return cropped_camera, tuple(image[top:top + height, left:left + width] for image in images)
+

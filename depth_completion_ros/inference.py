@@ -1,0 +1,559 @@
+"""The deployable inference engine: model loading, device and precision choice, ONNX export and run.
+
+`Engine` turns (RGB image, sparse depth) into dense depth with any registered model, on CUDA or CPU,
+in fp32 or fp16 autocast, through PyTorch or onnxruntime, behind one `predict` call:
+
+    engine = Engine.from_checkpoint("models/cdspn_x32.pt")      # device and precision chosen for you
+    dense = engine.predict(rgb_uint8_hxwx3, sparse_hxw_metres)  # (H, W) float32 metres
+
+Choices made here, so callers need not repeat them:
+
+- device "auto" uses CUDA when PyTorch sees it, else the CPU with a logged warning. Asking for "cuda"
+  where CUDA is absent also falls back to the CPU with a warning instead of failing, so one launch
+  file serves a laptop and a robot; check `engine.device` when the difference matters.
+- precision "auto" is fp16 autocast on CUDA and fp32 on the CPU. "fp16" on the CPU falls back to fp32
+  with a warning: half-precision convolutions on the CPU are slow or unsupported, and bf16 would change
+  the numbers without a reliable speed-up on CPUs without bf16 units. The output is float32 always.
+- the ONNX backend runs the fp32 graph (precision "fp16" falls back to fp32 with a warning). Without an
+  explicit `onnx_path`, `Engine.from_checkpoint(..., backend="onnx")` exports the checkpoint once to a
+  cache file keyed by the checkpoint's content hash (see `onnx_cache_path`) and reuses it afterwards.
+- sparse depth values that are NaN or infinite count as "no measurement" (0), matching REP 118's NaN
+  convention for invalid depth.
+"""
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+import logging
+import os
+import warnings
+from pathlib import Path
+from typing import Any, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from . import __version__
+from .models import build_model
+from .models.checkpoint import load_checkpoint, load_model
+
+LOGGER = logging.getLogger(__name__)
+
+INPUT_NAMES = ("rgb", "sparse_depth")
+OUTPUT_NAME = "depth"
+DEFAULT_OPSET = 17
+KITTI_SIZE = (352, 1216)  # (height, width) of the usual bottom crop
+# Example size traced for cached exports: H and W are dynamic axes, so a small trace serves every size.
+# Not a multiple of 16 or 32, so that a model which pads "only when needed" traces its padding path.
+CACHE_EXPORT_SIZE = (100, 330)
+# export_onnx's self-check: a small input of another size than the example; tolerance in metres.
+EXPORT_CHECK_SIZE = (37, 53)
+EXPORT_CHECK_ATOL_M = 1e-3
+EXPORT_CHECK_RTOL = 1e-4
+_ONNX_META_ARCHITECTURE = "depth_completion_ros.architecture"
+_ONNX_META_KWARGS = "depth_completion_ros.kwargs"
+_PRECISIONS = ("auto", "fp32", "fp16")
+_BACKENDS = ("torch", "onnx")
+
+
+# --------------------------------------------------------------------------- device and precision
+
+def resolve_device(requested: str | torch.device = "auto") -> torch.device:
+    """Map "auto", "cpu", "cuda" or "cuda:N" to a usable torch.device; CUDA falls back to CPU with a warning."""
+    if isinstance(requested, torch.device):
+        requested = str(requested)
+    if not isinstance(requested, str):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {requested!r}")
+    name = requested.strip().lower()
+    if name == "cpu":
+        return torch.device("cpu")
+    if name != "auto" and not (name == "cuda" or name.startswith("cuda:")):
+        raise ValueError(f"device must be 'auto', 'cpu', 'cuda' or 'cuda:N', got {requested!r}")
+    if not torch.cuda.is_available():
+        LOGGER.warning("CUDA is not available (device %r requested); running on the CPU", requested)
+        return torch.device("cpu")
+    if name == "auto":
+        return torch.device("cuda", torch.cuda.current_device())
+    device = torch.device(name)
+    if device.index is not None and device.index >= torch.cuda.device_count():
+        raise ValueError(f"device {requested!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    return device if device.index is not None else torch.device("cuda", torch.cuda.current_device())
+
+
+def resolve_precision(requested: str, device: torch.device, backend: str = "torch") -> str:
+    """Map "auto"/"fp32"/"fp16" to what will actually run ("fp32" or "fp16") on `device` with `backend`."""
+    if requested not in _PRECISIONS:
+        raise ValueError(f"precision must be one of {', '.join(_PRECISIONS)}, got {requested!r}")
+    if backend == "onnx":
+        if requested == "fp16":
+            LOGGER.warning("the ONNX backend runs the fp32 graph; precision 'fp16' falls back to fp32")
+        return "fp32"
+    if requested == "auto":
+        return "fp16" if device.type == "cuda" else "fp32"
+    if requested == "fp16" and device.type != "cuda":
+        LOGGER.warning("fp16 is not used on the CPU (slow or unsupported convolutions); running in fp32")
+        return "fp32"
+    return requested
+
+
+# --------------------------------------------------------------------------- input checks
+
+def _check_numpy_inputs(rgb: np.ndarray, sparse: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Validate one (H,W,3) RGB image and one (H,W) sparse depth map; return float32 [1,3,H,W], [1,1,H,W]."""
+    if not isinstance(sparse, np.ndarray):
+        raise ValueError(f"rgb is a numpy array, so sparse depth must be one too, got {type(sparse).__name__}")
+    if rgb.ndim != 3 or rgb.shape[2] != 3:
+        raise ValueError(f"rgb must be an (H, W, 3) RGB image, got shape {rgb.shape}")
+    if sparse.ndim != 2:
+        raise ValueError(f"sparse depth must be an (H, W) map in metres, got shape {sparse.shape}")
+    if rgb.shape[:2] != sparse.shape:
+        raise ValueError(f"rgb is {rgb.shape[0]}x{rgb.shape[1]} (HxW) but sparse depth is "
+                         f"{sparse.shape[0]}x{sparse.shape[1]}: they must be the same size")
+    if rgb.dtype == np.uint8:
+        rgb_float = rgb.astype(np.float32) * np.float32(1.0 / 255.0)
+    elif np.issubdtype(rgb.dtype, np.floating):
+        rgb_float = rgb.astype(np.float32, copy=False)
+        # A float image in 0..255 is the commonest mistake; it would silently produce garbage depth.
+        if rgb_float.size and float(np.nanmax(rgb_float)) > 1.0 + 1e-3:
+            raise ValueError(f"float rgb must lie in 0..1, got values up to {float(np.nanmax(rgb_float)):.4g} "
+                             "(pass uint8 for 0..255 images)")
+    else:
+        raise ValueError(f"rgb must be uint8 (0..255) or float (0..1), got dtype {rgb.dtype}")
+    if not np.issubdtype(sparse.dtype, np.floating):
+        raise ValueError(f"sparse depth must be float metres, got dtype {sparse.dtype} "
+                         "(convert KITTI uint16 PNG values with value / 256)")
+    sparse_float = np.nan_to_num(sparse.astype(np.float32, copy=False), nan=0.0, posinf=0.0, neginf=0.0)
+    if sparse_float.size and float(sparse_float.min()) < 0.0:
+        raise ValueError(f"sparse depth must be >= 0 metres (0 = no measurement), got {float(sparse_float.min()):.4g}")
+    rgb_batch = np.ascontiguousarray(rgb_float.transpose(2, 0, 1)[None])
+    sparse_batch = np.ascontiguousarray(sparse_float[None, None])
+    return rgb_batch, sparse_batch
+
+
+def _check_torch_inputs(rgb: torch.Tensor, sparse: torch.Tensor) -> None:
+    """Validate batched tensors rgb [B,3,H,W] float 0..1 and sparse [B,1,H,W] float metres."""
+    if not isinstance(sparse, torch.Tensor):
+        raise ValueError(f"rgb is a torch tensor, so sparse depth must be one too, got {type(sparse).__name__}")
+    if rgb.ndim != 4 or rgb.shape[1] != 3:
+        raise ValueError(f"rgb tensor must be [B, 3, H, W], got shape {tuple(rgb.shape)}")
+    if sparse.ndim != 4 or sparse.shape[1] != 1:
+        raise ValueError(f"sparse depth tensor must be [B, 1, H, W], got shape {tuple(sparse.shape)}")
+    if rgb.shape[0] != sparse.shape[0]:
+        raise ValueError(f"rgb has batch size {rgb.shape[0]} but sparse depth has {sparse.shape[0]}")
+    if rgb.shape[2:] != sparse.shape[2:]:
+        raise ValueError(f"rgb is {rgb.shape[2]}x{rgb.shape[3]} (HxW) but sparse depth is "
+                         f"{sparse.shape[2]}x{sparse.shape[3]}: they must be the same size")
+    if not rgb.is_floating_point():
+        raise ValueError(f"rgb tensor must be float in 0..1, got dtype {rgb.dtype}")
+    if not sparse.is_floating_point():
+        raise ValueError(f"sparse depth tensor must be float metres, got dtype {sparse.dtype}")
+
+
+# --------------------------------------------------------------------------- ONNX export
+
+class ExportError(ValueError):
+    """An exported ONNX graph does not reproduce the PyTorch model (e.g. a size frozen by tracing)."""
+
+
+class _DepthOnly(nn.Module):
+    """Wraps a model so the exported graph has exactly (rgb, sparse_depth) -> depth."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, rgb: torch.Tensor, sparse_depth: torch.Tensor) -> torch.Tensor:
+        return self.model(rgb, sparse_depth)
+
+
+def example_inputs(height: int, width: int, batch: int = 1, density: float = 0.05, seed: int = 0,
+                   device: str | torch.device = "cpu") -> tuple[torch.Tensor, torch.Tensor]:
+    """Random (rgb [B,3,H,W] in 0..1, sparse [B,1,H,W] metres) with about `density` of pixels measured.
+
+    The sparse map imitates a projected LiDAR scan: depths of 1..80 m on a random subset of pixels.
+    """
+    if height < 1 or width < 1 or batch < 1:
+        raise ValueError(f"example size must be positive, got batch={batch} height={height} width={width}")
+    generator = torch.Generator().manual_seed(seed)
+    rgb = torch.rand(batch, 3, height, width, generator=generator)
+    depth = 1.0 + 79.0 * torch.rand(batch, 1, height, width, generator=generator)
+    measured = torch.rand(batch, 1, height, width, generator=generator) < density
+    sparse = torch.where(measured, depth, torch.zeros(()))
+    return rgb.to(device), sparse.to(device)
+
+
+def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str | Path,
+                opset: int = DEFAULT_OPSET, dynamic_hw: bool = True,
+                example_size: tuple[int, int] = KITTI_SIZE, check: bool = True) -> Path:
+    """Export a model (in memory, or a checkpoint file) to ONNX with inputs "rgb", "sparse_depth" and
+    output "depth"; batch is a dynamic axis, and so are height and width when `dynamic_hw`.
+
+    Uses the TorchScript-based exporter (`dynamo=False`), which needs no extra package. The graph is
+    traced in fp32 on the CPU from a copy, so the caller's model is left untouched. The architecture
+    name and its kwargs go into the ONNX metadata (`read_onnx_architecture`). Returns the written path.
+
+    With `check` (and dynamic H/W), the graph is run with onnxruntime on a small input of another size
+    than the example and compared with PyTorch before the file is written: tracing records one path
+    through the model, so a size-dependent Python branch (say, padding only when the size needs it)
+    would otherwise yield a graph that fails or differs at other sizes. A mismatch raises ExportError.
+    """
+    import onnx
+
+    if isinstance(model_or_checkpoint_path, nn.Module):
+        source = model_or_checkpoint_path
+        model = copy.deepcopy(getattr(source, "module", source))
+        architecture = getattr(source, "architecture", type(model).__name__)
+        arch_kwargs = dict(getattr(source, "arch_kwargs", {}))
+    else:
+        model, checkpoint = load_model(model_or_checkpoint_path)
+        architecture, arch_kwargs = checkpoint.architecture, checkpoint.kwargs
+    if len(example_size) != 2 or min(example_size) < 1:
+        raise ValueError(f"example_size must be (height, width) with positive values, got {example_size}")
+    if not isinstance(opset, int) or opset < 13:
+        raise ValueError(f"ONNX opset must be an integer >= 13, got {opset!r}")
+    model = model.to(device="cpu", dtype=torch.float32).eval()
+    wrapper = _DepthOnly(model).eval()
+    rgb, sparse = example_inputs(*example_size)
+
+    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
+    try:
+        with warnings.catch_warnings(record=True) as caught, torch.inference_mode(False), torch.no_grad():
+            warnings.simplefilter("always")
+            torch.onnx.export(
+                wrapper, (rgb, sparse), str(tmp_path), dynamo=False, opset_version=opset,
+                input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
+                dynamic_axes={name: axes for name in (*INPUT_NAMES, OUTPUT_NAME)},
+                do_constant_folding=True,
+            )
+        # Tracer warnings mean a Python value was frozen from the example input: with dynamic H/W this
+        # can bake in a padding amount, so surface them instead of dropping them with the rest.
+        for warning in caught:
+            if issubclass(warning.category, torch.jit.TracerWarning):
+                LOGGER.warning("ONNX export of %s: %s", architecture, warning.message)
+        graph = onnx.load(str(tmp_path))
+        meta = {_ONNX_META_ARCHITECTURE: architecture,
+                _ONNX_META_KWARGS: json.dumps(arch_kwargs, sort_keys=True, default=str)}
+        for key, value in meta.items():
+            entry = graph.metadata_props.add()
+            entry.key, entry.value = key, value
+        graph.producer_name = "depth_completion_ros"
+        graph.producer_version = __version__
+        onnx.save(graph, str(tmp_path))
+        if check and dynamic_hw:
+            _check_export(model, tmp_path, architecture, example_size)
+        tmp_path.replace(out_path)  # atomic: a reader never sees a half-written file
+    finally:
+        tmp_path.unlink(missing_ok=True)
+    LOGGER.info("exported %s to %s (opset %d, %s H/W)", architecture, out_path, opset,
+                "dynamic" if dynamic_hw else "fixed")
+    return out_path
+
+
+def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_size: tuple[int, int]) -> None:
+    """Raise ExportError when the graph at `onnx_path` fails or differs from `model` at another size."""
+    height, width = EXPORT_CHECK_SIZE if tuple(example_size) != EXPORT_CHECK_SIZE else other_size(*example_size)
+    rgb, sparse = example_inputs(height, width, batch=2, seed=1)
+    with torch.inference_mode():
+        reference = model(rgb, sparse)
+    try:
+        exported = _onnx_session(onnx_path, torch.device("cpu")).run(
+            [OUTPUT_NAME], {INPUT_NAMES[0]: rgb.numpy(), INPUT_NAMES[1]: sparse.numpy()})[0]
+    except Exception as error:  # onnxruntime's error types do not share a useful base class
+        raise ExportError(f"the ONNX graph of {architecture} traced at {example_size[0]}x{example_size[1]} "
+                          f"fails at {height}x{width}: a size was probably frozen by tracing (see the tracer "
+                          f"warnings); onnxruntime: {error}") from error
+    reference = reference.numpy()
+    if exported.shape != reference.shape:
+        raise ExportError(f"the ONNX graph of {architecture} returns shape {exported.shape} for a {height}x{width} "
+                          f"input, PyTorch {reference.shape}")
+    difference = float(np.abs(exported - reference).max())
+    tolerance = EXPORT_CHECK_ATOL_M + EXPORT_CHECK_RTOL * float(np.abs(reference).max())
+    if not difference <= tolerance:  # also catches NaN
+        raise ExportError(f"the ONNX graph of {architecture} traced at {example_size[0]}x{example_size[1]} differs "
+                          f"from PyTorch by {difference:.3g} m at {height}x{width} (tolerance {tolerance:.3g} m): "
+                          "a size-dependent branch was probably frozen by tracing")
+
+
+def read_onnx_architecture(onnx_path: str | Path) -> tuple[str | None, dict]:
+    """(architecture name, kwargs) stored by `export_onnx` in an ONNX file; (None, {}) for other files."""
+    import onnx
+
+    onnx_path = Path(onnx_path)
+    if not onnx_path.is_file():
+        raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
+    graph = onnx.load(str(onnx_path), load_external_data=False)
+    meta = {entry.key: entry.value for entry in graph.metadata_props}
+    kwargs = json.loads(meta[_ONNX_META_KWARGS]) if _ONNX_META_KWARGS in meta else {}
+    return meta.get(_ONNX_META_ARCHITECTURE), kwargs
+
+
+def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
+    """Where `Engine.from_checkpoint(backend="onnx")` keeps the exported graph of a checkpoint.
+
+    `$DCROS_CACHE_DIR`, else `$XDG_CACHE_HOME/depth_completion_ros`, else `~/.cache/depth_completion_ros`;
+    the file name holds the checkpoint's SHA-256, the opset and the package version, so a changed
+    checkpoint or a new release never reuses a stale graph.
+    """
+    checkpoint_path = Path(checkpoint_path)
+    digest = hashlib.sha256()
+    with open(checkpoint_path, "rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    root = os.environ.get("DCROS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "depth_completion_ros")
+    return Path(root) / "onnx" / f"{checkpoint_path.stem}-{digest.hexdigest()[:16]}-opset{opset}-v{__version__}.onnx"
+
+
+def _onnx_session(onnx_path: Path, device: torch.device):
+    """An onnxruntime session on CUDA when `device` is CUDA and the CUDA provider exists, else on the CPU."""
+    import onnxruntime as ort
+
+    available = ort.get_available_providers()
+    providers = ["CPUExecutionProvider"]
+    if device.type == "cuda":
+        if "CUDAExecutionProvider" in available:
+            providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
+        else:
+            LOGGER.warning("onnxruntime has no CUDAExecutionProvider (installed: %s); running ONNX on the CPU",
+                           ", ".join(available))
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # errors only: the CPU provider's notices are not actionable
+    session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+    names = [node.name for node in session.get_inputs()]
+    if names != list(INPUT_NAMES):
+        raise ValueError(f"{onnx_path}: ONNX inputs are {names}, expected {list(INPUT_NAMES)} "
+                         "(export it with `dcros export`)")
+    return session
+
+
+# --------------------------------------------------------------------------- the engine
+
+class Engine:
+    """Runs a depth-completion model for inference: (RGB, sparse depth) -> dense depth in metres.
+
+    Build it with `from_checkpoint`, `from_model`, `from_name` or `from_onnx`, not directly.
+    """
+
+    def __init__(self, *, model: nn.Module | None, session: Any | None, device: torch.device,
+                 precision: str, backend: str, architecture: str, kwargs: dict, metadata: dict,
+                 onnx_path: Path | None = None):
+        if (model is None) == (session is None):
+            raise ValueError("an Engine needs exactly one of a torch model or an onnxruntime session")
+        self._model = model
+        self._session = session
+        self._device = device
+        self._precision = precision
+        self._backend = backend
+        self._architecture = architecture
+        self._kwargs = dict(kwargs)
+        self._metadata = dict(metadata)
+        self._onnx_path = onnx_path
+        if model is not None:
+            model.eval()
+            model.to(device)
+            if device.type == "cuda":
+                model.to(memory_format=torch.channels_last)
+
+    # ----- constructors
+
+    @classmethod
+    def from_model(cls, model: nn.Module, device: str | torch.device = "auto",
+                   precision: str = "auto") -> "Engine":
+        """Wrap a model in memory (e.g. freshly trained). The engine takes it over: it is moved to the
+        engine's device and put in eval mode (call `model.train()` again before more training)."""
+        model = getattr(model, "module", model)  # unwrap DistributedDataParallel
+        torch_device = resolve_device(device)
+        return cls(model=model, session=None, device=torch_device,
+                   precision=resolve_precision(precision, torch_device), backend="torch",
+                   architecture=getattr(model, "architecture", type(model).__name__),
+                   kwargs=dict(getattr(model, "arch_kwargs", {})), metadata={})
+
+    @classmethod
+    def from_name(cls, name: str, device: str | torch.device = "auto", precision: str = "auto",
+                  seed: int = 0, **model_kwargs) -> "Engine":
+        """An untrained registered model (for benchmarks and tests); `seed` fixes its initial weights."""
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = build_model(name, **model_kwargs)
+        return cls.from_model(model, device=device, precision=precision)
+
+    @classmethod
+    def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", precision: str = "auto",
+                        backend: str = "torch", onnx_path: str | Path | None = None,
+                        opset: int = DEFAULT_OPSET) -> "Engine":
+        """Load a project checkpoint (architecture, kwargs and weights come from the file).
+
+        backend "onnx": runs `onnx_path` with onnxruntime (it must exist and, when it carries
+        architecture metadata, match the checkpoint); without `onnx_path` the checkpoint is exported
+        once to `onnx_cache_path(path, opset)` and the cached file is reused on later loads.
+        """
+        if backend not in _BACKENDS:
+            raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")
+        torch_device = resolve_device(device)
+        resolved_precision = resolve_precision(precision, torch_device, backend)
+        if backend == "torch":
+            model, checkpoint = load_model(path)
+            return cls(model=model, session=None, device=torch_device, precision=resolved_precision,
+                       backend="torch", architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
+                       metadata=checkpoint.metadata)
+        checkpoint = load_checkpoint(path)
+        if onnx_path is None:
+            onnx_path = onnx_cache_path(path, opset)
+            if not onnx_path.is_file():
+                LOGGER.info("exporting %s to ONNX cache %s", path, onnx_path)
+                export_onnx(path, onnx_path, opset=opset, example_size=CACHE_EXPORT_SIZE)
+        onnx_path = Path(onnx_path)
+        stored_architecture, _ = read_onnx_architecture(onnx_path)
+        if stored_architecture is not None and stored_architecture != checkpoint.architecture:
+            raise ValueError(f"{onnx_path} holds {stored_architecture!r} but checkpoint {path} is "
+                             f"{checkpoint.architecture!r}")
+        return cls(model=None, session=_onnx_session(onnx_path, torch_device), device=torch_device,
+                   precision=resolved_precision, backend="onnx", architecture=checkpoint.architecture,
+                   kwargs=checkpoint.kwargs, metadata=checkpoint.metadata, onnx_path=onnx_path)
+
+    @classmethod
+    def from_onnx(cls, onnx_path: str | Path, device: str | torch.device = "auto") -> "Engine":
+        """Run an ONNX file written by `export_onnx` without its checkpoint (metadata stays empty)."""
+        onnx_path = Path(onnx_path)
+        architecture, kwargs = read_onnx_architecture(onnx_path)
+        torch_device = resolve_device(device)
+        return cls(model=None, session=_onnx_session(onnx_path, torch_device), device=torch_device,
+                   precision="fp32", backend="onnx", architecture=architecture or onnx_path.stem,
+                   kwargs=kwargs, metadata={}, onnx_path=onnx_path)
+
+    # ----- properties
+
+    @property
+    def architecture(self) -> str:
+        """Registered model name (or the class name for an unregistered model)."""
+        return self._architecture
+
+    @property
+    def kwargs(self) -> dict:
+        """Arguments the architecture was built with."""
+        return dict(self._kwargs)
+
+    @property
+    def metadata(self) -> dict:
+        """Free-form metadata stored in the checkpoint (empty for models from memory)."""
+        return dict(self._metadata)
+
+    @property
+    def device(self) -> torch.device:
+        """Where inference runs (after any CUDA -> CPU fallback)."""
+        return self._device
+
+    @property
+    def precision(self) -> str:
+        """"fp32" or "fp16" (autocast), after any fallback."""
+        return self._precision
+
+    @property
+    def backend(self) -> str:
+        """"torch" or "onnx"."""
+        return self._backend
+
+    @property
+    def onnx_path(self) -> Path | None:
+        """The ONNX file behind the "onnx" backend, else None."""
+        return self._onnx_path
+
+    @property
+    def model(self) -> nn.Module | None:
+        """The torch model behind the "torch" backend, else None."""
+        return self._model
+
+    def __repr__(self) -> str:
+        return (f"Engine(architecture={self._architecture!r}, backend={self._backend!r}, "
+                f"device={str(self._device)!r}, precision={self._precision!r})")
+
+    # ----- inference
+
+    def predict(self, rgb: np.ndarray | torch.Tensor, sparse: np.ndarray | torch.Tensor):
+        """Dense depth in metres from an RGB image and sparse depth (metres, 0 = no measurement).
+
+        numpy: rgb (H,W,3) uint8 0..255 or float 0..1, sparse (H,W) float -> (H,W) float32 numpy.
+        torch: rgb [B,3,H,W] float 0..1, sparse [B,1,H,W] float -> [B,1,H,W] float32 on `self.device`.
+        NaN/inf in sparse count as no measurement. Raises ValueError naming the problem for bad input.
+        """
+        if isinstance(rgb, np.ndarray):
+            rgb_batch, sparse_batch = _check_numpy_inputs(rgb, sparse)
+            if self._session is not None:
+                return self._run_onnx(rgb_batch, sparse_batch)[0, 0]
+            output = self._run_torch(torch.from_numpy(rgb_batch), torch.from_numpy(sparse_batch))
+            return output[0, 0].cpu().numpy()
+        if isinstance(rgb, torch.Tensor):
+            _check_torch_inputs(rgb, sparse)
+            sparse = torch.nan_to_num(sparse, nan=0.0, posinf=0.0, neginf=0.0)
+            if self._session is not None:
+                # onnxruntime takes host arrays; the result goes back to the engine's device.
+                output = self._run_onnx(rgb.detach().float().cpu().numpy(), sparse.detach().float().cpu().numpy())
+                output = torch.from_numpy(output).to(self._device)
+                self._synchronize()
+                return output
+            return self._run_torch(rgb, sparse)
+        raise ValueError(f"rgb must be a numpy array or a torch tensor, got {type(rgb).__name__}")
+
+    def _run_torch(self, rgb: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        on_cuda = self._device.type == "cuda"
+        memory_format = torch.channels_last if on_cuda else torch.contiguous_format
+        rgb = rgb.to(self._device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format)
+        sparse = sparse.to(self._device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format)
+        with torch.inference_mode(), torch.autocast(device_type=self._device.type, dtype=torch.float16,
+                                                     enabled=self._precision == "fp16"):
+            output = self._model(rgb, sparse)
+        if isinstance(output, (tuple, list)):  # a model that always returns (depth, features)
+            output = output[0]
+        output = output.float().contiguous()
+        self._synchronize()
+        return output
+
+    def _run_onnx(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
+        try:
+            (output,) = self._session.run([OUTPUT_NAME], {INPUT_NAMES[0]: rgb.astype(np.float32, copy=False),
+                                                          INPUT_NAMES[1]: sparse.astype(np.float32, copy=False)})
+        except Exception as error:  # onnxruntime's error types do not share a useful base class
+            raise RuntimeError(f"{self._onnx_path}: onnxruntime failed on a {rgb.shape[0]}x{rgb.shape[2]}x"
+                               f"{rgb.shape[3]} (BxHxW) input (a graph exported with fixed H/W accepts only "
+                               f"its example size): {error}") from error
+        return np.asarray(output, dtype=np.float32)
+
+    def _synchronize(self) -> None:
+        # Results are complete when predict returns, so callers may time it and read it at once.
+        if self._device.type == "cuda":
+            torch.cuda.synchronize(self._device)
+
+    def warmup(self, height: int, width: int, runs: int = 2, batch: int = 1) -> None:
+        """Run `runs` predictions on random input of this size (kernel selection, allocator, caches),
+        so that the first real frame is not slow."""
+        if runs < 0:
+            raise ValueError(f"warm-up runs must be >= 0, got {runs}")
+        rgb, sparse = example_inputs(height, width, batch=batch, seed=0)
+        for _ in range(runs):
+            self.predict(rgb.to(self._device), sparse.to(self._device))
+
+
+def max_abs_difference_to_torch(model: nn.Module, onnx_path: str | Path, height: int, width: int,
+                                seed: int = 0) -> float:
+    """Largest |ONNX - PyTorch| depth (metres) over one random input of this size, both in fp32 on the CPU."""
+    rgb, sparse = example_inputs(height, width, seed=seed)
+    reference = Engine.from_model(copy.deepcopy(getattr(model, "module", model)), device="cpu",
+                                  precision="fp32").predict(rgb, sparse)
+    exported = Engine.from_onnx(onnx_path, device="cpu").predict(rgb, sparse)
+    return float((reference - exported).abs().max())
+
+
+def other_size(height: int, width: int) -> tuple[int, int]:
+    """A size clearly different from (height, width) and not a multiple of common network strides,
+    for checking that an export with dynamic H/W does not bake in the example's padding."""
+    return max(height - height // 4 + 1, 9), max(width - width // 4 + 3, 11)
+
+
+__all__: Sequence[str] = ("Engine", "ExportError", "export_onnx", "read_onnx_architecture", "onnx_cache_path",
+                          "resolve_device", "resolve_precision", "example_inputs",
+                          "max_abs_difference_to_torch", "other_size", "INPUT_NAMES", "OUTPUT_NAME")

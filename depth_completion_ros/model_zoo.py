@@ -1,0 +1,66 @@
+"""The checkpoints shipped with the package (`models/*.pt`, each with a model card `*.md`) and the
+resolution of a user's model choice: "default", a shipped model's name, a checkpoint path, or a
+registered architecture (untrained: for timing only)."""
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+
+LOGGER = logging.getLogger(__name__)
+PACKAGE = "depth_completion_ros"
+DEFAULT_MODEL = "cdspn_x32_synth"
+
+
+def model_dirs() -> list[Path]:
+    """Where shipped checkpoints live: the source tree's models/ (editable installs and checkouts), the
+    ament share folder (colcon installs), and the pip data prefix."""
+    candidates = [Path(__file__).resolve().parent.parent / "models", Path(sys.prefix) / "share" / PACKAGE / "models"]
+    try:  # a colcon install: share/<package>/models under the package's prefix
+        from ament_index_python.packages import get_package_share_directory
+
+        candidates.insert(0, Path(get_package_share_directory(PACKAGE)) / "models")
+    except Exception:  # noqa: BLE001 - ament is absent outside ROS or the package is not installed
+        pass
+    return [d for d in dict.fromkeys(candidates) if d.is_dir()]
+
+
+def shipped_checkpoints() -> dict[str, Path]:
+    """{name: path} of every shipped checkpoint (name = file stem), first location wins."""
+    found: dict[str, Path] = {}
+    for folder in model_dirs():
+        for path in sorted(folder.glob("*.pt")):
+            found.setdefault(path.stem, path)
+    return found
+
+
+def default_checkpoint_path() -> Path:
+    shipped = shipped_checkpoints()
+    if DEFAULT_MODEL not in shipped:
+        raise FileNotFoundError(f"the default model {DEFAULT_MODEL}.pt is not installed "
+                                f"(looked in: {', '.join(map(str, model_dirs())) or 'no models folder'})")
+    return shipped[DEFAULT_MODEL]
+
+
+def resolve_engine(model: str = "default", device: str = "auto", precision: str = "auto", backend: str = "torch",
+                   onnx_path: str | None = None):
+    """An `inference.Engine` for "default", a shipped model name, a checkpoint path or a registered name."""
+    from .inference import Engine
+    from .models import list_models
+
+    shipped = shipped_checkpoints()
+    if model in ("", "default"):
+        path = default_checkpoint_path()
+    elif model in shipped:
+        path = shipped[model]
+    elif Path(model).suffix in (".pt", ".pth") or Path(model).is_file():
+        path = Path(model)
+    elif model in list_models():
+        LOGGER.warning("model %r is an untrained architecture (random weights): its depth is meaningless; "
+                       "use it for timing only", model)
+        return Engine.from_name(model, device=device, precision=precision)
+    else:
+        raise ValueError(f"unknown model {model!r}: not a checkpoint file, shipped model "
+                         f"({', '.join(sorted(shipped)) or 'none installed'}) or registered architecture "
+                         f"({', '.join(list_models())})")
+    return Engine.from_checkpoint(path, device=device, precision=precision, backend=backend, onnx_path=onnx_path)

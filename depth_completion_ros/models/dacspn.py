@@ -1,0 +1,234 @@
+"""DA-CSPN++: dilated, accelerated convolutional spatial propagation (PENet's refinement module).
+
+Propagation (CSPN, Cheng et al.; CSPN++ adds several kernel sizes mixed by a learned per-pixel
+confidence; PENet dilates it and runs it coarse-to-fine). For a pixel i with neighbours N(i) of a
+k x k kernel with dilation d, one iteration is
+
+    D_i^{t+1} = A_ii * D_i^0 + sum_{j in N(i)} A_ij * D_j^t
+
+with the affinities normalised from the raw guidance a (k*k - 1 values per pixel, predicted from
+image/depth features):
+
+    A_ij = a_ij / max(sum_{l in N(i)} |a_il|, eps)        A_ii = 1 - sum_{j in N(i)} A_ij
+
+so sum_j |A_ij| <= 1 (the stability condition of CSPN) and the weights at i sum to one. After each
+iteration valid sparse depth is re-injected, d = m * sparse + (1 - m) * d with m = 1[sparse > 0]
+(computed as a select, so the kept values are bit-exact). Neighbours are gathered with `unfold`
+(im2col), which is the same as convolving with the k*k one-hot kernels of the accelerated CSPN, in
+one call; pixels outside the image take the value of the nearest border pixel (replicate padding),
+so borders are not pulled towards zero depth.
+
+A refinement with dilations (2, 1) (PENet's choice) runs one stage per dilation, in order. Stage s
+uses guidance predicted from the backbone features at 1/d_s resolution, nearest-up-sampled to the
+depth grid, and propagates with dilation d_s; its first stage starts from (and is anchored to, as
+D^0) the coarse backbone depth, each later stage starts from and is anchored to the previous stage.
+Inside a stage each kernel size propagates on its own and the results are mixed by a softmax
+confidence over the kernel sizes, predicted from the same features.
+
+Zero guidance gives A_ij = 0 and A_ii = 1, so every iteration returns D^0: the module is then the
+identity on pixels without sparse input.
+"""
+from __future__ import annotations
+
+import math
+from typing import Mapping, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+SUPPORTED_DILATIONS = (1, 2, 4, 8)
+DEFAULT_EPS = 1e-6
+
+
+def normalize_affinities(raw: torch.Tensor, eps: float = DEFAULT_EPS) -> tuple[torch.Tensor, torch.Tensor]:
+    """Raw guidance [B, k*k-1, H, W] -> (neighbour weights A_ij [B, k*k-1, H, W], centre A_ii [B, 1, H, W]).
+
+    A_ij = a_ij / max(sum |a_il|, eps); A_ii = 1 - sum A_ij.
+    """
+    if raw.dim() != 4:
+        raise ValueError(f"affinities must be [B, k*k-1, H, W], got shape {tuple(raw.shape)}")
+    scale = raw.abs().sum(dim=1, keepdim=True).clamp_min(eps)
+    neighbours = raw / scale
+    centre = 1.0 - neighbours.sum(dim=1, keepdim=True)
+    return neighbours, centre
+
+
+def kernel_size_of(raw: torch.Tensor) -> int:
+    """The odd kernel size k whose k*k - 1 neighbours the channels of `raw` hold."""
+    channels = int(raw.shape[1])
+    k = math.isqrt(channels + 1)
+    if k * k - 1 != channels or k % 2 == 0 or k < 3:
+        raise ValueError(f"affinities have {channels} channels; expected k*k - 1 for an odd k >= 3 (8, 24, 48, ...)")
+    return k
+
+
+def gather_neighbours(depth: torch.Tensor, kernel_size: int, dilation: int) -> torch.Tensor:
+    """[B, 1, H, W] -> [B, k*k, H, W]: channel ky*k + kx holds depth at offset ((ky - c)*d, (kx - c)*d),
+    c = k // 2, with replicate padding at the borders. Channel k*k // 2 is the pixel itself."""
+    radius = (kernel_size // 2) * dilation
+    batch, _, height, width = depth.shape
+    padded = F.pad(depth, (radius, radius, radius, radius), mode="replicate")
+    columns = F.unfold(padded, kernel_size, dilation=dilation)
+    return columns.view(batch, kernel_size * kernel_size, height, width)
+
+
+def reinject_sparse(depth: torch.Tensor, sparse: torch.Tensor, valid: torch.Tensor) -> torch.Tensor:
+    """d = m * sparse + (1 - m) * d for a binary mask m, as an exact select."""
+    return torch.where(valid, sparse, depth)
+
+
+def propagate(initial: torch.Tensor, anchor: torch.Tensor, raw_affinity: torch.Tensor, sparse: torch.Tensor,
+              dilation: int = 1, iterations: int = 6, eps: float = DEFAULT_EPS,
+              kernel_size: int | None = None) -> torch.Tensor:
+    """Run `iterations` CSPN steps of one kernel size and dilation (no learned parts).
+
+    initial: D at t = 0 [B,1,H,W]; anchor: D^0 of the centre term [B,1,H,W]; raw_affinity: guidance
+    [B, k*k-1, H, W] on the same grid, one channel per kernel tap in row-major (ky, kx) order with the
+    centre tap left out; sparse: metres, 0 = none [B,1,H,W]. `kernel_size` defaults to the one the
+    affinity channels imply. Returns [B,1,H,W].
+    """
+    if dilation < 1:
+        raise ValueError(f"dilation must be >= 1, got {dilation}")
+    if iterations < 0:
+        raise ValueError(f"iterations must be >= 0, got {iterations}")
+    if not torch.jit.is_tracing():  # shape checks would be frozen into an exported graph
+        for name, tensor in (("initial", initial), ("anchor", anchor), ("sparse", sparse)):
+            if tensor.dim() != 4 or tensor.shape[1] != 1:
+                raise ValueError(f"{name} must be [B, 1, H, W], got shape {tuple(tensor.shape)}")
+        if raw_affinity.shape[0] != initial.shape[0] or raw_affinity.shape[-2:] != initial.shape[-2:]:
+            raise ValueError(f"affinities {tuple(raw_affinity.shape)} do not match depth {tuple(initial.shape)}")
+        inferred = kernel_size_of(raw_affinity)
+        if kernel_size is not None and kernel_size != inferred:
+            raise ValueError(f"kernel_size {kernel_size} does not match {raw_affinity.shape[1]} affinity channels")
+        kernel_size = inferred
+    elif kernel_size is None:
+        kernel_size = kernel_size_of(raw_affinity)
+    neighbour_weights, centre = normalize_affinities(raw_affinity, eps)
+    middle = (kernel_size * kernel_size) // 2
+    # Full k*k weight map with a zero at the centre tap: the centre term uses the anchor instead.
+    weights = torch.cat([neighbour_weights[:, :middle], torch.zeros_like(centre), neighbour_weights[:, middle:]], 1)
+    anchor_term = centre * anchor
+    valid = sparse > 0
+    depth = initial
+    for _ in range(iterations):
+        neighbours = gather_neighbours(depth, kernel_size, dilation)
+        depth = anchor_term + (weights * neighbours).sum(dim=1, keepdim=True)
+        depth = reinject_sparse(depth, sparse, valid)
+    return depth
+
+
+class GuidanceHead(nn.Module):
+    """Per-stage guidance: for each kernel size k a dense 3x3 conv + BatchNorm predicting the k*k - 1
+    raw affinities, and (with several kernel sizes) a 3x3 conv + BatchNorm predicting the logits of the
+    per-pixel kernel-size confidence."""
+
+    def __init__(self, in_channels: int, kernel_sizes: Sequence[int]):
+        super().__init__()
+        self.kernel_sizes = tuple(kernel_sizes)
+        self.affinity = nn.ModuleDict({
+            f"k{k}": nn.Sequential(nn.Conv2d(in_channels, k * k - 1, 3, padding=1, bias=False),
+                                   nn.BatchNorm2d(k * k - 1))
+            for k in self.kernel_sizes
+        })
+        self.confidence = None
+        if len(self.kernel_sizes) > 1:
+            self.confidence = nn.Sequential(nn.Conv2d(in_channels, len(self.kernel_sizes), 3, padding=1, bias=False),
+                                            nn.BatchNorm2d(len(self.kernel_sizes)))
+
+    def forward(self, features: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
+        """features [B, C, h, w] -> ([raw affinity [B, k*k-1, h, w] per kernel size], confidence logits or None)."""
+        affinities = [self.affinity[f"k{k}"](features) for k in self.kernel_sizes]
+        logits = None if self.confidence is None else self.confidence(features)
+        return affinities, logits
+
+
+class DACSPN(nn.Module):
+    """DA-CSPN++ refinement: coarse depth + sparse depth + backbone features -> refined depth (metres).
+
+    feature_channels: {scale: channels} of the guidance features; stage s (dilation d_s) reads the
+    feature map of scale d_s (1/d_s of the depth grid). kernel_sizes: CSPN++ kernel sizes mixed per
+    pixel (PENet: 3, 5, 7). dilations: one stage per entry, run in order (PENet: 2 then 1).
+    iterations: propagation steps per stage and kernel size (PENet: 6).
+    """
+
+    def __init__(self, feature_channels: Mapping[int, int], kernel_sizes: Sequence[int] = (3, 5, 7),
+                 dilations: Sequence[int] = (2, 1), iterations: int = 6, eps: float = DEFAULT_EPS):
+        super().__init__()
+        kernel_sizes = tuple(kernel_sizes)
+        dilations = tuple(dilations)
+        if not kernel_sizes or any(isinstance(k, bool) or not isinstance(k, int) or k < 3 or k % 2 == 0
+                                   for k in kernel_sizes):
+            raise ValueError(f"kernel_sizes must be odd integers >= 3, got {kernel_sizes!r}")
+        if len(set(kernel_sizes)) != len(kernel_sizes):
+            raise ValueError(f"kernel_sizes must not repeat, got {kernel_sizes!r}")
+        if not dilations or any(d not in SUPPORTED_DILATIONS for d in dilations):
+            raise ValueError(f"dilations must be a non-empty sequence of {SUPPORTED_DILATIONS}, got {dilations!r}")
+        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+            raise ValueError(f"iterations must be a non-negative integer, got {iterations!r}")
+        if not eps > 0:
+            raise ValueError(f"eps must be positive, got {eps!r}")
+        missing = sorted(set(dilations) - set(feature_channels))
+        if missing:
+            raise ValueError(f"no guidance feature channels given for scale(s) {missing}; "
+                             f"feature_channels has {sorted(feature_channels)}")
+        self.kernel_sizes = kernel_sizes
+        self.dilations = dilations
+        self.iterations = iterations
+        self.eps = eps
+        self.stages = nn.ModuleList(GuidanceHead(feature_channels[d], kernel_sizes) for d in dilations)
+
+    def predict_guidance(self, features: Mapping[int, torch.Tensor], size: tuple[int, int]
+                         ) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
+        """Per stage: (raw affinities per kernel size, kernel-size weights summing to 1), all on the
+        depth grid `size` (nearest up-sampling from the feature grid)."""
+        guidance = []
+        for dilation, head in zip(self.dilations, self.stages):
+            if dilation not in features:
+                raise ValueError(f"guidance features for scale {dilation} are missing (have {sorted(features)})")
+            affinities, logits = head(features[dilation])
+            affinities = [_resize_nearest(a, size) for a in affinities]
+            if logits is None:
+                weights = affinities[0].new_ones((affinities[0].shape[0], 1, *size))
+            else:
+                weights = torch.softmax(_resize_nearest(logits, size), dim=1)
+            guidance.append((affinities, weights))
+        return guidance
+
+    def refine(self, coarse: torch.Tensor, sparse: torch.Tensor,
+               guidance: Sequence[tuple[Sequence[torch.Tensor], torch.Tensor]],
+               return_stages: bool = False):
+        """The propagation itself, given guidance as returned by `predict_guidance` (one entry per
+        stage). Returns refined depth [B,1,H,W], and the list of stage outputs with `return_stages`."""
+        if len(guidance) != len(self.dilations):  # lengths are Python ints, safe to check when tracing
+            raise ValueError(f"guidance has {len(guidance)} stages, the module has {len(self.dilations)}")
+        valid = sparse > 0
+        previous = coarse
+        stage_outputs = []
+        for dilation, (affinities, weights) in zip(self.dilations, guidance):
+            if len(affinities) != len(self.kernel_sizes):
+                raise ValueError(f"{len(affinities)} affinity maps for {len(self.kernel_sizes)} kernel sizes")
+            mixed = None
+            for index, (kernel_size, raw) in enumerate(zip(self.kernel_sizes, affinities)):
+                result = propagate(previous, previous, raw, sparse, dilation, self.iterations, self.eps,
+                                   kernel_size=kernel_size)
+                term = weights[:, index:index + 1] * result
+                mixed = term if mixed is None else mixed + term
+            # The mixture re-weights equal values at sparse pixels; select them back bit-exactly.
+            previous = reinject_sparse(mixed, sparse, valid)
+            stage_outputs.append(previous)
+        return (previous, stage_outputs) if return_stages else previous
+
+    def forward(self, coarse: torch.Tensor, sparse: torch.Tensor, features: Mapping[int, torch.Tensor],
+                return_stages: bool = False):
+        """coarse [B,1,H,W] metres, sparse [B,1,H,W] metres (0 = none), features {scale: [B,C,H/s,W/s]}."""
+        if not torch.jit.is_tracing() and (coarse.shape != sparse.shape or coarse.dim() != 4 or coarse.shape[1] != 1):
+            raise ValueError(f"coarse {tuple(coarse.shape)} and sparse {tuple(sparse.shape)} must both be [B,1,H,W]")
+        guidance = self.predict_guidance(features, tuple(coarse.shape[-2:]))
+        return self.refine(coarse, sparse, guidance, return_stages=return_stages)
+
+
+def _resize_nearest(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    if not torch.jit.is_tracing() and tuple(tensor.shape[-2:]) == tuple(size):
+        return tensor
+    return F.interpolate(tensor, size=size, mode="nearest")

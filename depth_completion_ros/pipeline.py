@@ -1,0 +1,180 @@
+"""One synchronized frame (RGB image + LiDAR cloud) -> dense depth. The only implementation of the path:
+the ROS node, the rosbag evaluation, the KITTI evaluation and the demo all call `FrameProcessor`.
+
+Stages, each timed: conversion (messages -> arrays -> tensors on the engine's device), projection
+(cloud -> sparse depth in the camera), inference (the network), post-processing (back to a float32 image in
+metres, range clipping, region-of-interest paste and invalid fill).
+"""
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .geometry import PinholeCamera, ProjectionStats, project
+
+ROI_CHOICES = ("full", "bottom")
+INVALID_CHOICES = ("nan", "zero")
+
+
+@dataclass(frozen=True)
+class PipelineOptions:
+    """How a frame is turned into dense depth.
+
+    min_depth, max_depth: LiDAR points nearer than min_depth or farther than max_depth (metres, along the
+        optical axis) are dropped before projection; predictions are clipped to [0, max_depth].
+    roi: "full" runs the network on the whole image; "bottom" runs it on the bottom `roi_height` rows only
+        (a KITTI-style LiDAR covers only the lower part of the image, and networks trained on KITTI's
+        1216x352 crops see only those rows); rows above the ROI get the invalid value.
+    invalid_value: value of pixels without a prediction: "nan" (REP 118) or "zero".
+    """
+
+    min_depth: float = 0.1
+    max_depth: float = 120.0
+    roi: str = "full"
+    roi_height: int = 352
+    invalid_value: str = "nan"
+
+    def __post_init__(self):
+        if not (math.isfinite(self.min_depth) and self.min_depth >= 0):
+            raise ValueError(f"min_depth must be a finite number >= 0, got {self.min_depth}")
+        if not (math.isfinite(self.max_depth) and self.max_depth > self.min_depth):
+            raise ValueError(f"max_depth must be finite and greater than min_depth, got {self.max_depth}")
+        if self.roi not in ROI_CHOICES:
+            raise ValueError(f"roi must be one of {ROI_CHOICES}, got {self.roi!r}")
+        if int(self.roi_height) < 1:
+            raise ValueError(f"roi_height must be >= 1, got {self.roi_height}")
+        if self.invalid_value not in INVALID_CHOICES:
+            raise ValueError(f"invalid_value must be one of {INVALID_CHOICES}, got {self.invalid_value!r}")
+
+    @property
+    def fill_value(self) -> float:
+        return float("nan") if self.invalid_value == "nan" else 0.0
+
+
+@dataclass
+class FrameResult:
+    """Dense depth (H, W) float32 metres (invalid = options.invalid_value), the projected sparse input
+    (H, W) float32 (0 = none), per-stage timings in ms, what the projection dropped, and the stamp."""
+
+    dense: np.ndarray
+    sparse: np.ndarray
+    timings_ms: dict[str, float]
+    projection: ProjectionStats
+    stamp_ns: int | None = None
+    roi_top: int = 0
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+class FrameProcessor:
+    """Turns synchronized frames into dense depth with an inference `Engine`.
+
+    `camera` (PinholeCamera) and `lidar_to_camera` (4x4) are the defaults for every frame; each call may
+    override them (a node that receives CameraInfo and tf updates passes them per frame).
+    """
+
+    def __init__(self, engine, camera: PinholeCamera | None = None, lidar_to_camera: np.ndarray | None = None,
+                 options: PipelineOptions | None = None):
+        self.engine = engine
+        self.camera = camera
+        self.lidar_to_camera = None if lidar_to_camera is None else np.asarray(lidar_to_camera, dtype=np.float64)
+        self.options = options or PipelineOptions()
+
+    # ------------------------------------------------------------------------------------ arrays in
+    def process(self, rgb: np.ndarray, points: np.ndarray, stamp_ns: int | None = None,
+                camera: PinholeCamera | None = None, lidar_to_camera: np.ndarray | None = None) -> FrameResult:
+        """rgb: (H, W, 3) uint8 RGB; points: (N, >=3) LiDAR points in the LiDAR frame (extra columns ignored)."""
+        return self._run(rgb, points, None, stamp_ns, camera, lidar_to_camera, conversion_ms=0.0)
+
+    def process_depth(self, rgb: np.ndarray, sparse: np.ndarray, stamp_ns: int | None = None,
+                      camera: PinholeCamera | None = None) -> FrameResult:
+        """The same from an already projected sparse depth image (H, W) in metres, 0 = none — KITTI's
+        `velodyne_raw` PNGs. Points beyond max_depth are removed as the projection would remove them."""
+        sparse = np.asarray(sparse, dtype=np.float32)
+        return self._run(rgb, None, sparse, stamp_ns, camera, None, conversion_ms=0.0)
+
+    def _run(self, rgb, points, sparse, stamp_ns, camera, lidar_to_camera, conversion_ms: float) -> FrameResult:
+        import torch
+
+        camera = camera or self.camera
+        if camera is None:
+            raise ValueError("no camera model: pass camera= or construct FrameProcessor with one")
+        rgb = np.asarray(rgb)
+        if rgb.ndim != 3 or rgb.shape[2] != 3 or rgb.dtype != np.uint8:
+            raise ValueError(f"rgb must be an (H, W, 3) uint8 image, got {rgb.shape} {rgb.dtype}")
+        if rgb.shape[:2] != (camera.height, camera.width):
+            raise ValueError(f"image is {rgb.shape[1]}x{rgb.shape[0]} but its camera model is "
+                             f"{camera.width}x{camera.height}")
+        opts = self.options
+        timings = {"conversion": conversion_ms}
+
+        start = time.perf_counter()
+        if sparse is None:
+            transform = self.lidar_to_camera if lidar_to_camera is None else np.asarray(lidar_to_camera, np.float64)
+            if transform is None:
+                raise ValueError("no LiDAR->camera transform: pass lidar_to_camera= or construct with one")
+            sparse, stats = project(points, camera, transform, min_depth=opts.min_depth,
+                                    max_depth=opts.max_depth, return_stats=True)
+        else:
+            if sparse.shape != rgb.shape[:2]:
+                raise ValueError(f"sparse depth is {sparse.shape[1]}x{sparse.shape[0]} but the image is "
+                                 f"{rgb.shape[1]}x{rgb.shape[0]}")
+            valid = np.isfinite(sparse) & (sparse > 0)
+            too_near = valid & (sparse <= opts.min_depth)
+            too_far = valid & (sparse > opts.max_depth)
+            kept = valid & ~too_near & ~too_far
+            sparse = np.where(kept, sparse, np.float32(0))
+            n_kept = int(kept.sum())
+            stats = ProjectionStats(input=int(valid.sum()), nonfinite=0, behind=int(too_near.sum()),
+                                    out_of_range=int(too_far.sum()), outside=0, projected=n_kept, pixels=n_kept)
+        timings["projection"] = _ms_since(start)
+
+        start = time.perf_counter()
+        roi_top = camera.height - min(int(opts.roi_height), camera.height) if opts.roi == "bottom" else 0
+        device = getattr(self.engine, "device", torch.device("cpu"))
+        rgb_tensor = torch.from_numpy(np.ascontiguousarray(rgb[roi_top:])).to(device, non_blocking=True)
+        rgb_tensor = rgb_tensor.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
+        sparse_tensor = torch.from_numpy(np.ascontiguousarray(sparse[roi_top:])).to(device)[None, None]
+        timings["conversion"] += _ms_since(start)
+
+        start = time.perf_counter()
+        prediction = self.engine.predict(rgb_tensor, sparse_tensor)  # the engine synchronises its device
+        timings["inference"] = _ms_since(start)
+
+        start = time.perf_counter()
+        prediction = prediction.detach().float().clamp_(0.0, opts.max_depth)[0, 0].cpu().numpy()
+        dense = np.full((camera.height, camera.width), opts.fill_value, dtype=np.float32)
+        dense[roi_top:] = np.where(np.isfinite(prediction), prediction, np.float32(opts.fill_value))
+        timings["postprocess"] = _ms_since(start)
+        timings["total"] = sum(timings.values())
+        return FrameResult(dense=dense, sparse=sparse, timings_ms=timings, projection=stats,
+                           stamp_ns=stamp_ns, roi_top=roi_top)
+
+    # ---------------------------------------------------------------------------------- messages in
+    def process_messages(self, image_msg, cloud_msg, camera: PinholeCamera | None = None,
+                         lidar_to_camera: np.ndarray | None = None, stamp_ns: int | None = None) -> FrameResult:
+        """The same from sensor_msgs Image + PointCloud2 (rclpy or rosbags messages alike).
+
+        `camera` may be a PinholeCamera or a CameraInfo message. The image size must agree with it."""
+        from .data import messages
+
+        start = time.perf_counter()
+        camera = camera or self.camera
+        if camera is not None and not isinstance(camera, PinholeCamera):
+            camera = messages.camera_from_camera_info(camera)
+        if camera is None:
+            raise ValueError("no camera model: pass a CameraInfo or PinholeCamera")
+        messages.check_image_matches_camera(image_msg, camera)
+        rgb = messages.rgb_from_image(image_msg)
+        points, _ = messages.pointcloud2_to_xyz(cloud_msg)
+        if stamp_ns is None:
+            stamp = image_msg.header.stamp
+            stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
+        return self._run(rgb, points, None, stamp_ns, camera, lidar_to_camera, conversion_ms=_ms_since(start))
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

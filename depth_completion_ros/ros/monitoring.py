@@ -1,0 +1,140 @@
+"""Rates, latency windows, log throttling and the diagnostics summary of the node, without ROS.
+
+All timing here uses a monotonic wall clock (injectable for tests): rates and throttles describe the
+machine, not the (possibly simulated) ROS time, as diagnostic_updater's own helpers do.
+"""
+from __future__ import annotations
+
+import collections
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable, Mapping
+
+import numpy as np
+
+Clock = Callable[[], float]
+
+# Diagnostic levels (diagnostic_msgs/DiagnosticStatus OK, WARN, ERROR) without importing the message.
+LEVEL_OK, LEVEL_WARN, LEVEL_ERROR = 0, 1, 2
+
+
+class RateMeter:
+    """Events per second over a sliding window of `window_s` seconds."""
+
+    def __init__(self, window_s: float = 5.0, clock: Clock = time.monotonic):
+        if window_s <= 0:
+            raise ValueError(f"window_s must be > 0, got {window_s}")
+        self.window_s = float(window_s)
+        self._clock = clock
+        self._times: collections.deque[float] = collections.deque()
+        self._lock = threading.Lock()
+        self._started = clock()
+
+    def tick(self) -> None:
+        """Record one event now."""
+        now = self._clock()
+        with self._lock:
+            self._times.append(now)
+            self._forget(now)
+
+    def _forget(self, now: float) -> None:
+        while self._times and self._times[0] <= now - self.window_s:
+            self._times.popleft()
+
+    def rate(self) -> float:
+        """Events per second in the last window (a shorter span right after start)."""
+        now = self._clock()
+        with self._lock:
+            self._forget(now)
+            span = min(self.window_s, now - self._started)
+            return len(self._times) / span if span > 0 else 0.0
+
+
+class LatencyWindow:
+    """The last `size` samples (e.g. milliseconds) with their mean and 90th percentile."""
+
+    def __init__(self, size: int = 100):
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self._samples: collections.deque[float] = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, value: float) -> None:
+        with self._lock:
+            self._samples.append(float(value))
+
+    def summary(self) -> tuple[float, float, int]:
+        """(mean, p90, count) of the window; (nan, nan, 0) when empty."""
+        with self._lock:
+            samples = np.fromiter(self._samples, dtype=np.float64)
+        if samples.size == 0:
+            return float("nan"), float("nan"), 0
+        return float(samples.mean()), float(np.percentile(samples, 90)), int(samples.size)
+
+
+class LogThrottle:
+    """Allows one message per key every `period_s` seconds and counts what it held back, so that a
+    flood of bad frames logs once per period per reason instead of once per frame."""
+
+    def __init__(self, period_s: float = 5.0, clock: Clock = time.monotonic):
+        self.period_s = float(period_s)
+        self._clock = clock
+        self._last: dict[str, float] = {}
+        self._suppressed: dict[str, int] = collections.defaultdict(int)
+        self._lock = threading.Lock()
+
+    def allow(self, key: str) -> tuple[bool, int]:
+        """(whether to log now, how many messages for `key` were held back since the last one logged)."""
+        now = self._clock()
+        with self._lock:
+            last = self._last.get(key)
+            if last is not None and now - last < self.period_s:
+                self._suppressed[key] += 1
+                return False, 0
+            self._last[key] = now
+            return True, self._suppressed.pop(key, 0)
+
+
+@dataclass(frozen=True)
+class DiagnosticSummary:
+    """What the node's diagnostic task reports: a level, a one-line message and key/value strings."""
+
+    level: int
+    message: str
+    values: dict[str, str]
+
+
+def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, float, int],
+              age_ms: tuple[float, float, int], drops_total: Mapping[str, int],
+              drops_recent: Mapping[str, int], backend: str = "") -> DiagnosticSummary:
+    """The diagnostic status of the node.
+
+    ERROR: synchronized frames arrive but none is published (every frame dropped or failing).
+    WARN: no synchronized input (nothing to do: check topics, QoS and stamps), or some frames were
+    dropped for bad input, a missing transform or a failed inference since the previous report
+    (`drops_recent`; `drops_total` counts since start and only fills the values).
+    OK: publishing. Frames replaced by newer ones are normal under load and do not raise the level.
+    """
+    values = {
+        "input rate (Hz)": f"{input_rate:.2f}",
+        "output rate (Hz)": f"{output_rate:.2f}",
+        "pipeline latency mean (ms)": f"{pipeline_ms[0]:.1f}",
+        "pipeline latency p90 (ms)": f"{pipeline_ms[1]:.1f}",
+        "stamp to publish age mean (ms)": f"{age_ms[0]:.1f}",
+        "stamp to publish age p90 (ms)": f"{age_ms[1]:.1f}",
+        "latency samples": str(pipeline_ms[2]),
+    }
+    values.update({f"dropped: {reason}": str(count) for reason, count in drops_total.items()})
+    if backend:
+        values["engine"] = backend
+    failures = {reason: count for reason, count in drops_recent.items() if reason != "replaced_by_newer" and count}
+    if input_rate > 0 and output_rate == 0:
+        return DiagnosticSummary(LEVEL_ERROR, "receiving frames but publishing none", values)
+    if input_rate == 0:
+        return DiagnosticSummary(LEVEL_WARN, "no synchronized input", values)
+    if failures:
+        worst = max(failures, key=failures.get)
+        return DiagnosticSummary(LEVEL_WARN, f"publishing at {output_rate:.1f} Hz; dropped "
+                                             f"{sum(failures.values())} frame(s) lately (most: {worst})", values)
+    return DiagnosticSummary(LEVEL_OK, f"publishing at {output_rate:.1f} Hz", values)

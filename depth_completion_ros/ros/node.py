@@ -1,0 +1,332 @@
+"""The ROS 2 depth completion node (`depth_completion_node`, node name "depth_completion"); Humble and Jazzy.
+
+Topics (relative names, remap them):
+  in   image (sensor_msgs/Image), camera_info (sensor_msgs/CameraInfo), points (sensor_msgs/PointCloud2),
+       all best effort (qos_profile_sensor_data), which also receives from reliable publishers;
+  out  depth/image (32FC1 metres, REP 118, invalid = NaN or 0 per `invalid_value`, the camera image's
+       header), depth/camera_info (the input CameraInfo under the same header), and, when enabled,
+       depth/image_colorized (bgr8) and sparse_depth (32FC1 metres). Output QoS: parameter `output_qos`,
+       default reliable keep-last 5, which both reliable subscribers (depth_image_proc) and best-effort
+       ones (RViz) accept; best effort ("sensor_data") would leave reliable subscribers with nothing.
+
+Threads: a single-threaded executor runs the subscriptions, tf and diagnostics; every callback there is
+short. The synchronizer callback only drops the newest image/camera_info/points triple into a one-slot
+mailbox (the frame it replaces is counted as dropped); one worker thread takes the newest triple, looks up
+the transform without blocking, runs the pipeline (conversion, projection, inference) and publishes.
+
+Bad input (malformed clouds, unknown encodings, images whose size disagrees with CameraInfo) and failed
+inference are logged (throttled per reason) and counted as drops; the node keeps running.
+"""
+from __future__ import annotations
+
+import array
+import sys
+
+try:
+    import rclpy
+    from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
+    from rclpy.duration import Duration
+    from rclpy.exceptions import ParameterException
+    from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+    from rclpy.logging import get_logger
+    from rclpy.node import Node
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
+    from rclpy.time import Time
+    from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+    import message_filters
+except ImportError as _error:  # a pip-only install has the core but not ROS 2
+    raise ImportError(f"the depth completion node needs ROS 2 (rclpy, message_filters, sensor_msgs): "
+                      f"source /opt/ros/<distro>/setup.bash first ({_error})") from _error
+
+from ..data import messages
+from ..pipeline import FrameProcessor, PipelineOptions
+from . import latest_frame
+from .colorize import colorize_depth
+from .frame_handler import FrameHandler
+from .latest_frame import DropCounter, FrameWorker, LatestFrameMailbox
+from .monitoring import LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, LatencyWindow, LogThrottle, RateMeter, summarize
+from .params import (
+    NODE_NAME,
+    PARAMETERS,
+    PARAMETER_SPECS,
+    NodeSettings,
+    ParameterError,
+    accepted_model_names,
+    build_engine,
+    check_value,
+    validate_parameters,
+)
+from .transforms import TransformResolver
+
+OUTPUT_DEPTH = 5  # keep-last depth of the output publishers
+LOG_PERIOD_S = 5.0
+WORKER_STOP_TIMEOUT_S = 10.0
+RUNTIME_PARAMETERS = tuple(spec.name for spec in PARAMETERS if not spec.read_only)
+
+
+def _descriptor(spec) -> ParameterDescriptor:
+    """A ParameterDescriptor from a ParameterSpec (type comes from the default value at declaration)."""
+    constraints = f"one of: {', '.join(spec.choices)}" if spec.choices else ""
+    descriptor = ParameterDescriptor(description=spec.description, read_only=spec.read_only,
+                                     additional_constraints=constraints)
+    if spec.minimum is not None and spec.maximum is not None:
+        if spec.kind == "double":
+            descriptor.floating_point_range = [FloatingPointRange(
+                from_value=float(spec.minimum), to_value=float(spec.maximum), step=0.0)]
+        elif spec.kind == "int":
+            descriptor.integer_range = [IntegerRange(
+                from_value=int(spec.minimum), to_value=int(spec.maximum), step=1)]
+    return descriptor
+
+
+def _plain(value):
+    """rclpy hands array parameters over as array.array; validation takes lists."""
+    return list(value) if isinstance(value, array.array) else value
+
+
+def _output_qos(name: str) -> QoSProfile:
+    if name == "sensor_data":
+        return qos_profile_sensor_data
+    return QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=OUTPUT_DEPTH,
+                      reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.VOLATILE)
+
+
+class DepthCompletionNode(Node):
+    """Camera image + CameraInfo + LiDAR cloud -> dense depth image. See the module docstring.
+
+    Keyword arguments go to rclpy.node.Node (e.g. `parameter_overrides`, `namespace`).
+    Raises ParameterError / FileNotFoundError at construction for bad parameters or a missing model.
+    """
+
+    def __init__(self, **node_kwargs):
+        super().__init__(NODE_NAME, **node_kwargs)
+        self._node_closed = False
+        self.settings = self._declare_and_validate_parameters()
+        settings = self.settings
+
+        self.engine = build_engine(settings)
+        self.processor = FrameProcessor(self.engine, options=PipelineOptions(
+            min_depth=settings.min_depth, max_depth=settings.max_depth, roi=settings.roi,
+            roi_height=settings.roi_height, invalid_value=settings.invalid_value))
+        self.get_logger().info(f"inference engine: {self.engine!r}")
+
+        self.drops = DropCounter()
+        self.mailbox = LatestFrameMailbox(self.drops)
+        self.input_rate = RateMeter()
+        self.output_rate = RateMeter()
+        self.pipeline_ms = LatencyWindow()
+        self.age_ms = LatencyWindow()
+        self._log_throttle = LogThrottle(LOG_PERIOD_S)
+        self._drops_at_last_report = self.drops.snapshot()
+        self._publish_optional = {"publish_colorized": settings.publish_colorized,
+                                  "publish_sparse": settings.publish_sparse}
+
+        self._tf_buffer = None
+        self._tf_listener = None
+        self.transforms = TransformResolver(self._make_tf_lookup() if settings.use_tf else None,
+                                            settings.lidar_to_camera, settings.tf_wait)
+
+        qos = _output_qos(settings.output_qos)
+        self.depth_publisher = self.create_publisher(Image, "depth/image", qos)
+        self.info_publisher = self.create_publisher(CameraInfo, "depth/camera_info", qos)
+        self.colorized_publisher = self.create_publisher(Image, "depth/image_colorized", qos)
+        self.sparse_publisher = self.create_publisher(Image, "sparse_depth", qos)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        # message_filters defaults to reliable depth 10, which never matches best-effort sensor publishers.
+        self._subscribers = [
+            message_filters.Subscriber(self, Image, "image", qos_profile=qos_profile_sensor_data),
+            message_filters.Subscriber(self, CameraInfo, "camera_info", qos_profile=qos_profile_sensor_data),
+            message_filters.Subscriber(self, PointCloud2, "points", qos_profile=qos_profile_sensor_data),
+        ]
+        self._synchronizer = message_filters.ApproximateTimeSynchronizer(
+            self._subscribers, settings.sync_queue_size, settings.sync_slop)
+        self._synchronizer.registerCallback(self._on_synchronized)
+
+        self._diagnostics = self._make_diagnostics()
+        self.handler = FrameHandler(self.processor, self.transforms, self._publish,
+                                    on_transform_change=self._on_transform_change)
+        self.worker = FrameWorker(self.mailbox, self.handler, on_error=self._on_frame_error,
+                                  on_start=self._warm_up if settings.warmup else None)
+        self.worker.start()
+        self.get_logger().info(
+            f"subscribed to {self.resolve_topic_name('image')}, {self.resolve_topic_name('camera_info')}, "
+            f"{self.resolve_topic_name('points')} (slop {settings.sync_slop} s, queue {settings.sync_queue_size});"
+            f" publishing {self.resolve_topic_name('depth/image')} ({settings.output_qos})")
+
+    # ------------------------------------------------------------------------------------ parameters
+    def _declare_and_validate_parameters(self) -> NodeSettings:
+        for spec in PARAMETERS:
+            default = list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            self.declare_parameter(spec.name, default, _descriptor(spec))
+        values = {spec.name: _plain(self.get_parameter(spec.name).value) for spec in PARAMETERS}
+        return validate_parameters(values, model_names=accepted_model_names())
+
+    def _on_set_parameters(self, parameters) -> SetParametersResult:
+        """Runtime changes: only the optional outputs may change (the others are read-only)."""
+        updates = {}
+        for parameter in parameters:
+            if parameter.name in RUNTIME_PARAMETERS:
+                try:
+                    updates[parameter.name] = check_value(PARAMETER_SPECS[parameter.name], parameter.value)
+                except ParameterError as error:
+                    return SetParametersResult(successful=False, reason=str(error))
+        self._publish_optional.update(updates)
+        return SetParametersResult(successful=True)
+
+    # -------------------------------------------------------------------------------------------- tf
+    def _make_tf_lookup(self):
+        """A non-blocking camera_frame <- lidar_frame lookup, or None where tf2_ros is missing."""
+        try:
+            import tf2_ros
+        except ImportError as error:
+            self.get_logger().warning(f"tf2_ros is not available ({error}); using the lidar_to_camera parameter")
+            return None
+        self._tf_buffer = tf2_ros.Buffer()
+        # Listens on /tf and /tf_static (transient local) through this node's executor.
+        self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
+        zero = Duration(seconds=0.0)
+
+        def lookup(camera_frame: str, lidar_frame: str):
+            # Zero timeout: can_transform answers from the buffer at once, it never waits for data.
+            latest = Time()
+            try:
+                if not self._tf_buffer.can_transform(camera_frame, lidar_frame, latest, timeout=zero):
+                    return None
+                stamped = self._tf_buffer.lookup_transform(camera_frame, lidar_frame, latest, timeout=zero)
+            except tf2_ros.TransformException:
+                return None
+            return messages.transform_from_msg(stamped)
+
+        return lookup
+
+    # ------------------------------------------------------------------------------- executor side
+    def _on_synchronized(self, image: Image, camera_info: CameraInfo, cloud: PointCloud2) -> None:
+        """Synchronizer callback (runs under its lock): store the newest triple and return."""
+        self.input_rate.tick()
+        self.mailbox.put((image, camera_info, cloud))
+
+    # --------------------------------------------------------------------------------- worker side
+    def _warm_up(self) -> None:
+        """Warm up at KITTI's crop size (the shipped models' size), or roi_height rows of it."""
+        from ..inference import KITTI_SIZE
+
+        height, width = KITTI_SIZE
+        if self.settings.roi == "bottom":
+            height = self.settings.roi_height
+        self.engine.warmup(height, width)
+        self.get_logger().info(f"warm-up done ({width}x{height})")
+
+    def _on_transform_change(self, camera_frame: str, lidar_frame: str, resolution) -> None:
+        self.get_logger().info(f"LiDAR->camera transform {camera_frame!r} <- {lidar_frame!r} now from "
+                               f"{resolution.source}")
+
+    def _publish(self, result, image: Image, camera_info: CameraInfo) -> None:
+        header = image.header
+        invalid = self.settings.invalid_value
+        self.depth_publisher.publish(messages.make_message(
+            Image, header=header, **messages.depth_to_image_fields(result.dense, invalid=invalid)))
+        self.info_publisher.publish(CameraInfo(
+            header=header, height=camera_info.height, width=camera_info.width,
+            distortion_model=camera_info.distortion_model, d=camera_info.d, k=camera_info.k, r=camera_info.r,
+            p=camera_info.p, binning_x=camera_info.binning_x, binning_y=camera_info.binning_y,
+            roi=camera_info.roi))
+        # The optional outputs cost a colour lookup or a copy: skip them when nobody listens.
+        if self._publish_optional["publish_colorized"] and self.colorized_publisher.get_subscription_count():
+            colour = colorize_depth(result.dense, self.settings.min_depth, self.settings.max_depth)
+            self.colorized_publisher.publish(messages.build_image(Image, header, colour, "bgr8"))
+        if self._publish_optional["publish_sparse"] and self.sparse_publisher.get_subscription_count():
+            self.sparse_publisher.publish(messages.make_message(
+                Image, header=header, **messages.depth_to_image_fields(result.sparse, invalid=invalid)))
+        self.output_rate.tick()
+        self.pipeline_ms.add(result.timings_ms["total"])
+        age_ns = self.get_clock().now().nanoseconds - messages.stamp_to_ns(header.stamp)
+        self.age_ms.add(age_ns / 1e6)
+
+    def _on_frame_error(self, reason: str, error: BaseException) -> None:
+        if not self.context.ok():  # publishing raced with shutdown: nothing worth reporting
+            return
+        allowed, held_back = self._log_throttle.allow(reason)
+        if not allowed:
+            return
+        more = f" ({held_back} more since the last message)" if held_back else ""
+        if reason == "start":
+            self.get_logger().warning(f"warm-up failed: {type(error).__name__}: {error}")
+        elif reason == latest_frame.INFERENCE_ERROR:
+            self.get_logger().error(f"dropped a frame ({reason}): {type(error).__name__}: {error}{more}")
+        elif reason == latest_frame.NO_TRANSFORM:
+            settings = self.settings
+            self.get_logger().warning(
+                f"dropped a frame ({reason}): {error} (use_tf {settings.use_tf}, tf_wait {settings.tf_wait} s, "
+                f"lidar_to_camera {'set' if settings.lidar_to_camera is not None else 'not set'}){more}")
+        else:
+            self.get_logger().warning(f"dropped a frame ({reason}): {error}{more}")
+
+    # ---------------------------------------------------------------------------------- diagnostics
+    def _make_diagnostics(self):
+        try:
+            from diagnostic_msgs.msg import DiagnosticStatus
+            from diagnostic_updater import Updater
+        except ImportError as error:
+            self.get_logger().info(f"diagnostic_updater is not available ({error}); no /diagnostics")
+            return None
+        levels = {LEVEL_OK: DiagnosticStatus.OK, LEVEL_WARN: DiagnosticStatus.WARN,
+                  LEVEL_ERROR: DiagnosticStatus.ERROR}
+        updater = Updater(self)
+        updater.setHardwareID(f"{self.engine.backend}:{self.engine.device}")
+
+        def report(status):
+            drops = self.drops.snapshot()
+            recent = {reason: count - self._drops_at_last_report.get(reason, 0) for reason, count in drops.items()}
+            self._drops_at_last_report = drops
+            summary = summarize(self.input_rate.rate(), self.output_rate.rate(), self.pipeline_ms.summary(),
+                                self.age_ms.summary(), drops, recent, backend=repr(self.engine))
+            status.summary(levels[summary.level], summary.message)
+            for key, value in summary.values.items():
+                status.add(key, value)
+            return status
+
+        updater.add("depth completion", report)
+        return updater
+
+    # ------------------------------------------------------------------------------------- shutdown
+    def close(self) -> None:
+        """Stop and join the worker, then destroy the node. Safe to call twice."""
+        if self._node_closed:
+            return
+        self._node_closed = True
+        if not self.worker.stop(timeout=WORKER_STOP_TIMEOUT_S):
+            self.get_logger().warning(f"the worker thread did not stop within {WORKER_STOP_TIMEOUT_S} s")
+        self.destroy_node()
+
+
+def main(args: list[str] | None = None) -> int:
+    """Console script `depth_completion_node`: spin the node on a single-threaded executor until shutdown.
+
+    One executor thread is enough: its callbacks only store messages, and the heavy work runs on the
+    node's own worker thread. Returns 0 on a normal shutdown, 1 when the node cannot start.
+    """
+    rclpy.init(args=args)
+    node = None
+    status = 0
+    executor = SingleThreadedExecutor()
+    try:
+        node = DepthCompletionNode()
+        executor.add_node(node)
+        executor.spin()
+    except (KeyboardInterrupt, ExternalShutdownException):
+        pass
+    except (ValueError, FileNotFoundError, ParameterException) as error:
+        # Bad parameters (ours, or out of a declared range) or no model: one clear line, no traceback.
+        get_logger(NODE_NAME).fatal(f"cannot start: {error}")
+        status = 1
+    finally:
+        if node is not None:
+            node.close()
+        executor.shutdown()
+        rclpy.try_shutdown()
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

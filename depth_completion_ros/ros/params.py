@@ -1,0 +1,331 @@
+"""The node's parameters: one table of specifications, and validation that needs no ROS.
+
+`PARAMETERS` is the single source of truth: the node declares every entry (with a ParameterDescriptor
+built from it), `config/depth_completion.yaml` lists every entry, and `validate_parameters` checks a
+flat {name: value} mapping against it and returns typed `NodeSettings`, raising `ParameterError` that
+names the bad parameter.
+
+Types are checked strictly, as ROS 2 does: a double parameter given `1` (an integer) in a YAML file is
+rejected by rclpy with "Wrong parameter type", so it is rejected here too, with a hint to write `1.0`.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Mapping
+
+import numpy as np
+
+from ..geometry import make_transform, quaternion_to_rotation
+from ..pipeline import INVALID_CHOICES, ROI_CHOICES
+
+NODE_NAME = "depth_completion"
+
+MODEL_DEFAULT = "default"
+DEVICE_CHOICES = ("auto", "cuda", "cpu")
+PRECISION_CHOICES = ("auto", "fp32", "fp16")
+BACKEND_CHOICES = ("torch", "onnx")
+OUTPUT_QOS_CHOICES = ("reliable", "sensor_data")
+# lidar_to_camera holds 16 values (row-major 4x4) or 7 (tx ty tz qx qy qz qw); all zeros means "not set"
+# (ROS 2 parameter files cannot hold an empty array, and an all-zero matrix is no transform).
+TRANSFORM_LENGTHS = (16, 7)
+UNSET_TRANSFORM = (0.0,) * 16
+_ROTATION_TOLERANCE = 1e-3
+# Parameters that rclpy or its helpers declare themselves; a parameter file may set them beside ours.
+ROS_MANAGED_PARAMETERS = ("use_sim_time",)
+ROS_MANAGED_PREFIXES = ("qos_overrides.", "diagnostic_updater.")
+
+
+class ParameterError(ValueError):
+    """A node parameter has the wrong type, is out of range, or is not one of its choices."""
+
+
+@dataclass(frozen=True)
+class ParameterSpec:
+    """One node parameter: name (dots for nesting), default (its type is the parameter's type),
+    description, whether it may change at runtime, and its allowed choices or inclusive range."""
+
+    name: str
+    default: Any
+    description: str
+    read_only: bool = True
+    choices: tuple[str, ...] | None = None
+    minimum: float | int | None = None
+    maximum: float | int | None = None
+
+    @property
+    def kind(self) -> str:
+        """'bool', 'int', 'double', 'string' or 'double_array' (the ROS parameter type)."""
+        return _kind_of(self.default)
+
+
+def _kind_of(value: Any) -> str:
+    if isinstance(value, bool):
+        return "bool"
+    if isinstance(value, int):
+        return "int"
+    if isinstance(value, float):
+        return "double"
+    if isinstance(value, str):
+        return "string"
+    if isinstance(value, (list, tuple)) and value and all(isinstance(v, float) for v in value):
+        return "double_array"
+    raise TypeError(f"unsupported parameter default {value!r}")
+
+
+PARAMETERS: tuple[ParameterSpec, ...] = (
+    ParameterSpec("model", MODEL_DEFAULT,
+                  "'default' (the package's default shipped checkpoint), a shipped model name (models/*.pt), "
+                  "a checkpoint path, or a registered architecture (untrained weights: timing and tests only)"),
+    ParameterSpec("device", "auto", "where inference runs; 'cuda' without CUDA falls back to the CPU with a "
+                  "warning", choices=DEVICE_CHOICES),
+    ParameterSpec("precision", "auto", "'auto' = fp16 autocast on CUDA, fp32 on the CPU",
+                  choices=PRECISION_CHOICES),
+    ParameterSpec("backend", "torch", "inference runtime; 'onnx' runs onnxruntime (exports the checkpoint "
+                  "once to a cache unless onnx_path is given)", choices=BACKEND_CHOICES),
+    ParameterSpec("onnx_path", "", "ONNX file for backend 'onnx' (empty: export the checkpoint to a cache)"),
+    ParameterSpec("sync.queue_size", 10, "messages per input kept by the approximate-time synchronizer",
+                  minimum=1, maximum=1000),
+    ParameterSpec("sync.slop", 0.05, "largest stamp spread (s) of a synchronized image/camera_info/points "
+                  "triple", minimum=0.001, maximum=10.0),
+    ParameterSpec("min_depth", 0.1, "LiDAR points nearer than this (m, along the optical axis) are ignored",
+                  minimum=0.0, maximum=1000.0),
+    ParameterSpec("max_depth", 120.0, "LiDAR points farther than this (m) are ignored; predictions are "
+                  "clipped to it", minimum=0.1, maximum=1000.0),
+    ParameterSpec("roi", "full", "'full' runs the network on the whole image, 'bottom' on the bottom "
+                  "roi_height rows (KITTI-style LiDAR coverage); other rows are invalid", choices=ROI_CHOICES),
+    ParameterSpec("roi_height", 352, "rows of the bottom region of interest (roi 'bottom')",
+                  minimum=1, maximum=16384),
+    ParameterSpec("invalid_value", "nan", "value of pixels without depth in depth/image: 'nan' (REP 118) "
+                  "or 'zero'", choices=INVALID_CHOICES),
+    ParameterSpec("publish_colorized", False, "also publish depth/image_colorized (bgr8, turbo colormap, "
+                  "near = red, far = blue, no depth = black)", read_only=False),
+    ParameterSpec("publish_sparse", False, "also publish sparse_depth (32FC1 metres, the projected LiDAR "
+                  "input)", read_only=False),
+    ParameterSpec("use_tf", True, "take the LiDAR->camera transform from tf2 (camera image frame_id <- "
+                  "cloud frame_id); false: use lidar_to_camera only"),
+    ParameterSpec("tf_wait", 5.0, "seconds (wall clock) from the first frame of a camera/LiDAR frame pair "
+                  "to wait for tf before falling back to lidar_to_camera (when set); tf wins whenever it has "
+                  "the transform",
+                  minimum=0.0, maximum=3600.0),
+    ParameterSpec("lidar_to_camera", UNSET_TRANSFORM, "LiDAR->camera transform (maps LiDAR points into the "
+                  "camera optical frame): 16 values (row-major 4x4) or 7 (tx ty tz qx qy qz qw); all "
+                  "zeros = not set"),
+    ParameterSpec("output_qos", "reliable", "QoS of the outputs: 'reliable' (keep last 5; matches both "
+                  "reliable subscribers such as depth_image_proc and best-effort ones such as RViz) or "
+                  "'sensor_data' (best effort; reliable subscribers receive nothing)",
+                  choices=OUTPUT_QOS_CHOICES),
+    ParameterSpec("warmup", True, "run the network on dummy input of KITTI's 352 x 1216 (roi_height rows "
+                  "with roi 'bottom') at start-up, on the worker thread, so the first frames are not slow"),
+)
+
+PARAMETER_SPECS: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
+
+
+@dataclass(frozen=True)
+class NodeSettings:
+    """Validated node parameters. `lidar_to_camera` is a 4x4 float64 matrix or None (not set)."""
+
+    model: str
+    device: str
+    precision: str
+    backend: str
+    onnx_path: str
+    sync_queue_size: int
+    sync_slop: float
+    min_depth: float
+    max_depth: float
+    roi: str
+    roi_height: int
+    invalid_value: str
+    publish_colorized: bool
+    publish_sparse: bool
+    use_tf: bool
+    tf_wait: float
+    lidar_to_camera: np.ndarray | None
+    output_qos: str
+    warmup: bool
+
+
+def default_values() -> dict[str, Any]:
+    """{name: default} for every parameter (arrays as lists)."""
+    return {spec.name: list(spec.default) if isinstance(spec.default, tuple) else spec.default
+            for spec in PARAMETERS}
+
+
+def check_value(spec: ParameterSpec, value: Any) -> Any:
+    """Check one value against its spec (type, choices, range); return it normalised (arrays as lists)."""
+    kind = spec.kind
+    if kind == "bool":
+        if not isinstance(value, bool):
+            raise ParameterError(f"parameter {spec.name!r} must be true or false, got {value!r}")
+    elif kind == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ParameterError(f"parameter {spec.name!r} must be an integer, got {value!r}")
+    elif kind == "double":
+        if isinstance(value, bool) or not isinstance(value, float):
+            hint = f" (write {float(value)!r}: ROS 2 parameters are typed)" if isinstance(value, int) else ""
+            raise ParameterError(f"parameter {spec.name!r} must be a floating-point number, got {value!r}{hint}")
+        if not math.isfinite(value):
+            raise ParameterError(f"parameter {spec.name!r} must be finite, got {value!r}")
+    elif kind == "string":
+        if not isinstance(value, str):
+            raise ParameterError(f"parameter {spec.name!r} must be a string, got {value!r}")
+    elif kind == "double_array":
+        if not isinstance(value, (list, tuple)) or not all(
+                isinstance(v, float) and not isinstance(v, bool) for v in value):
+            raise ParameterError(f"parameter {spec.name!r} must be a list of floating-point numbers "
+                                 f"(write 1.0, not 1), got {value!r}")
+        value = list(value)
+    if spec.choices is not None and value not in spec.choices:
+        raise ParameterError(f"parameter {spec.name!r} must be one of {', '.join(spec.choices)}, got {value!r}")
+    if spec.minimum is not None and value < spec.minimum:
+        raise ParameterError(f"parameter {spec.name!r} must be >= {spec.minimum}, got {value!r}")
+    if spec.maximum is not None and value > spec.maximum:
+        raise ParameterError(f"parameter {spec.name!r} must be <= {spec.maximum}, got {value!r}")
+    return value
+
+
+def parse_lidar_to_camera(values: Iterable[float], name: str = "lidar_to_camera") -> np.ndarray | None:
+    """16 values (row-major 4x4) or 7 (tx ty tz qx qy qz qw) -> 4x4 rigid transform; all zeros -> None."""
+    values = np.asarray(list(values), dtype=np.float64)
+    if values.size not in TRANSFORM_LENGTHS:
+        raise ParameterError(f"parameter {name!r} needs 16 values (row-major 4x4) or 7 (tx ty tz qx qy qz qw), "
+                             f"got {values.size}")
+    if not np.isfinite(values).all():
+        raise ParameterError(f"parameter {name!r} holds non-finite values")
+    if not values.any():
+        return None
+    if values.size == 7:
+        try:
+            rotation = quaternion_to_rotation(*values[3:])
+        except ValueError as error:
+            raise ParameterError(f"parameter {name!r}: {error}") from error
+        return make_transform(rotation, values[:3])
+    transform = values.reshape(4, 4)
+    if not np.allclose(transform[3], [0.0, 0.0, 0.0, 1.0]):
+        raise ParameterError(f"parameter {name!r}: the last row of a rigid transform is 0 0 0 1, "
+                             f"got {transform[3].tolist()}")
+    rotation = transform[:3, :3]
+    if (not np.allclose(rotation @ rotation.T, np.eye(3), atol=_ROTATION_TOLERANCE)
+            or np.linalg.det(rotation) <= 0):
+        raise ParameterError(f"parameter {name!r}: the upper-left 3x3 block is not a rotation matrix")
+    return transform
+
+
+def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | None = None) -> NodeSettings:
+    """Check a flat {parameter name: value} mapping (missing names take their defaults) and return settings.
+
+    model_names: the model names on offer (see `accepted_model_names`); when given, `model` must be
+    "default", one of them or an existing file (a checkpoint path). Raises ParameterError naming the parameter.
+    """
+    values = {name: value for name, value in values.items()
+              if name not in ROS_MANAGED_PARAMETERS and not name.startswith(ROS_MANAGED_PREFIXES)}
+    unknown = sorted(set(values) - set(PARAMETER_SPECS))
+    if unknown:
+        raise ParameterError(f"unknown parameter(s) {', '.join(unknown)}; known: {', '.join(PARAMETER_SPECS)}")
+    merged = default_values()
+    merged.update(values)
+    checked = {spec.name: check_value(spec, merged[spec.name]) for spec in PARAMETERS}
+
+    model = checked["model"].strip()
+    if not model:
+        raise ParameterError("parameter 'model' is empty; use 'default', a registered model name or a "
+                             "checkpoint path")
+    if model_names is not None:
+        names = sorted(model_names)
+        if model != MODEL_DEFAULT and model not in names and not Path(model).is_file():
+            raise ParameterError(f"parameter 'model': {model!r} is neither 'default', a shipped or registered "
+                                 f"model ({', '.join(names) or 'none'}) nor an existing checkpoint file")
+    if checked["onnx_path"] and checked["backend"] != "onnx":
+        raise ParameterError("parameter 'onnx_path' is set but backend is not 'onnx'")
+    if checked["onnx_path"] and not Path(checked["onnx_path"]).is_file():
+        raise ParameterError(f"parameter 'onnx_path': no such file {checked['onnx_path']!r}")
+    if checked["max_depth"] <= checked["min_depth"]:
+        raise ParameterError(f"parameter 'max_depth' ({checked['max_depth']}) must be greater than "
+                             f"min_depth ({checked['min_depth']})")
+    transform = parse_lidar_to_camera(checked["lidar_to_camera"])
+    if not checked["use_tf"] and transform is None:
+        raise ParameterError("parameter 'lidar_to_camera' must be set (16 or 7 values) when use_tf is false")
+
+    return NodeSettings(
+        model=model,
+        device=checked["device"],
+        precision=checked["precision"],
+        backend=checked["backend"],
+        onnx_path=checked["onnx_path"],
+        sync_queue_size=checked["sync.queue_size"],
+        sync_slop=checked["sync.slop"],
+        min_depth=checked["min_depth"],
+        max_depth=checked["max_depth"],
+        roi=checked["roi"],
+        roi_height=checked["roi_height"],
+        invalid_value=checked["invalid_value"],
+        publish_colorized=checked["publish_colorized"],
+        publish_sparse=checked["publish_sparse"],
+        use_tf=checked["use_tf"],
+        tf_wait=checked["tf_wait"],
+        lidar_to_camera=transform,
+        output_qos=checked["output_qos"],
+        warmup=checked["warmup"],
+    )
+
+
+def flatten_parameters(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Nested YAML mappings -> dotted parameter names, as ROS 2 reads a parameter file."""
+    flat: dict[str, Any] = {}
+    for key, value in tree.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, Mapping):
+            flat.update(flatten_parameters(value, prefix=f"{name}."))
+        else:
+            flat[name] = value
+    return flat
+
+
+def parameters_from_yaml(document: Mapping[str, Any], node_name: str = NODE_NAME) -> dict[str, Any]:
+    """The flat parameters of `node_name` from a loaded ROS 2 parameter file
+    (`<node_name>: ros__parameters: ...`, or the `/**` wildcard section; the node's own section wins)."""
+    if not isinstance(document, Mapping):
+        raise ParameterError("a ROS 2 parameter file is a mapping of node names to {ros__parameters: ...}")
+    merged: dict[str, Any] = {}
+    found = False
+    for section in ("/**", node_name, f"/{node_name}"):
+        if section in document:
+            body = document[section]
+            if not isinstance(body, Mapping) or "ros__parameters" not in body:
+                raise ParameterError(f"section {section!r} of the parameter file has no 'ros__parameters' key")
+            merged.update(flatten_parameters(body["ros__parameters"] or {}))
+            found = True
+    if not found:
+        raise ParameterError(f"the parameter file has no section for node {node_name!r} (nor '/**')")
+    return merged
+
+
+def accepted_model_names() -> list[str]:
+    """Names the `model` parameter accepts besides "default" and checkpoint paths: shipped checkpoints
+    and registered architectures (imports torch)."""
+    from ..model_zoo import shipped_checkpoints
+    from ..models import list_models
+
+    return sorted(set(list_models()) | set(shipped_checkpoints()))
+
+
+def build_engine(settings: NodeSettings):
+    """The inference Engine the settings ask for, through `model_zoo.resolve_engine` (imports torch; call
+    it once at start-up). Errors name the `model` or `backend` parameter."""
+    from ..model_zoo import resolve_engine
+    from ..models.checkpoint import CheckpointError
+
+    try:
+        engine = resolve_engine(settings.model, device=settings.device, precision=settings.precision,
+                                backend=settings.backend, onnx_path=settings.onnx_path or None)
+    except FileNotFoundError as error:
+        raise FileNotFoundError(f"parameter 'model': {error}") from error
+    except CheckpointError as error:
+        raise ParameterError(f"parameter 'model': {error}") from error
+    if engine.backend != settings.backend:
+        raise ParameterError(f"parameter 'backend': {settings.backend!r} needs a checkpoint, but model "
+                             f"{settings.model!r} is an untrained registered architecture (torch only)")
+    return engine

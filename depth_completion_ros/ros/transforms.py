@@ -1,0 +1,76 @@
+"""Which LiDAR->camera transform a frame uses: tf2 when it has one, else the parameter after a wait.
+
+ROS-free: the node passes a non-blocking `lookup(target_frame, source_frame) -> 4x4 | None` backed by a
+tf2 buffer (zero timeout: the worker never blocks on tf), and the `lidar_to_camera` parameter as the
+fallback. Policy:
+- tf wins whenever it has the transform. Once found it is cached per (camera frame, LiDAR frame) pair:
+  the LiDAR is assumed rigidly mounted on the camera's body (static transform).
+- Until tf has it, frames get no transform (the node drops them as "no_transform") for `wait_s` seconds
+  after the first request for that pair; after that the fallback is used, if set. tf is still asked on
+  every frame, and replaces the fallback as soon as it answers.
+- Without a lookup (use_tf false) the fallback is used at once.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+Lookup = Callable[[str, str], "np.ndarray | None"]
+
+FROM_TF = "tf"
+FROM_PARAMETER = "parameter"
+
+
+@dataclass(frozen=True)
+class Resolution:
+    """The transform for a frame (None: none yet), where it came from (FROM_TF, FROM_PARAMETER or None)
+    and whether that source differs from the previous answer for the same frame pair."""
+
+    transform: np.ndarray | None
+    source: str | None
+    changed: bool
+
+
+class TransformResolver:
+    """Resolves camera_frame <- lidar_frame per frame following the module's policy; thread-safe."""
+
+    def __init__(self, lookup: Lookup | None, fallback: np.ndarray | None, wait_s: float,
+                 clock: Callable[[], float] = time.monotonic):
+        if lookup is None and fallback is None:
+            raise ValueError("a transform resolver needs a tf lookup, a fallback transform, or both")
+        if wait_s < 0:
+            raise ValueError(f"wait_s must be >= 0, got {wait_s}")
+        self._lookup = lookup
+        self._fallback = None if fallback is None else np.asarray(fallback, dtype=np.float64)
+        self._wait_s = float(wait_s)
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._cache: dict[tuple[str, str], np.ndarray] = {}
+        self._first_request: dict[tuple[str, str], float] = {}
+        self._last_source: dict[tuple[str, str], str | None] = {}
+
+    def resolve(self, camera_frame: str, lidar_frame: str) -> Resolution:
+        """The transform mapping points of `lidar_frame` into `camera_frame` for the current frame."""
+        key = (camera_frame, lidar_frame)
+        with self._lock:
+            transform = self._cache.get(key)
+            first_request = self._first_request.setdefault(key, self._clock())
+        source = FROM_TF if transform is not None else None
+        if transform is None and self._lookup is not None and camera_frame and lidar_frame:
+            transform = self._lookup(camera_frame, lidar_frame)
+            if transform is not None:
+                transform = np.asarray(transform, dtype=np.float64)
+                source = FROM_TF
+                with self._lock:
+                    self._cache[key] = transform
+        if transform is None and self._fallback is not None and (
+                self._lookup is None or self._clock() - first_request >= self._wait_s):
+            transform, source = self._fallback, FROM_PARAMETER
+        with self._lock:
+            changed = self._last_source.get(key) != source
+            self._last_source[key] = source
+        return Resolution(transform, source, changed)

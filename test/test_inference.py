@@ -1,0 +1,320 @@
+"""The inference engine: numpy/torch paths, input checks, device/precision fallback, ONNX export and run."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from depth_completion_ros import cli
+from depth_completion_ros.inference import (
+    INPUT_NAMES, OUTPUT_NAME, Engine, example_inputs, export_onnx, onnx_cache_path, read_onnx_architecture,
+)
+from depth_completion_ros.models.checkpoint import save_checkpoint
+
+SMALL_MODEL = "cdspn_x32"      # the smallest registered network
+FAST_KWARGS = {"iterations": 1}  # one refinement pass per stage: same operators, quicker tests
+OTHER_MODEL = "cdspn_x64"
+HEIGHT, WIDTH = 37, 50         # run size: odd, not a multiple of any stride
+EXPORT_SIZE = (64, 96)         # ONNX example size, deliberately different from the run size
+ONNX_TOLERANCE_M = 1e-3
+needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback where CUDA is absent")
+
+
+@pytest.fixture(scope="module", autouse=True)
+def single_torch_thread():
+    """Tiny inputs gain nothing from threads, and on a busy machine thread hand-offs dominate the time."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(previous)
+
+
+def _frame(seed: int = 0, height: int = HEIGHT, width: int = WIDTH) -> tuple[np.ndarray, np.ndarray]:
+    """uint8 RGB (H,W,3) and float32 sparse depth (H,W) with ~10 % of pixels measured."""
+    rng = np.random.default_rng(seed)
+    rgb = rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+    depth = rng.uniform(1.0, 60.0, size=(height, width)).astype(np.float32)
+    sparse = np.where(rng.random((height, width)) < 0.1, depth, np.float32(0)).astype(np.float32)
+    return rgb, sparse
+
+
+@pytest.fixture(scope="module")
+def cpu_engine():
+    return Engine.from_name(SMALL_MODEL, device="cpu", precision="fp32", seed=0, **FAST_KWARGS)
+
+
+@pytest.fixture(scope="module")
+def checkpoint_path(tmp_path_factory):
+    engine = Engine.from_name(SMALL_MODEL, device="cpu", seed=3, **FAST_KWARGS)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "small.pt", engine.model,
+                           metadata={"trained_on": "synthetic"})
+
+
+@pytest.fixture(scope="module")
+def default_engine():
+    """SMALL_MODEL in its default (shipping) configuration."""
+    return Engine.from_name(SMALL_MODEL, device="cpu", precision="fp32", seed=0)
+
+
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory, default_engine):
+    """default_engine's model exported with dynamic H/W from an EXPORT_SIZE example."""
+    return export_onnx(default_engine.model, tmp_path_factory.mktemp("onnx") / "small.onnx",
+                       example_size=EXPORT_SIZE)
+
+
+# ----------------------------------------------------------------------------- torch backend
+
+def test_numpy_prediction_is_float32_depth_of_input_size(cpu_engine):
+    rgb, sparse = _frame()
+    depth = cpu_engine.predict(rgb, sparse)
+    assert isinstance(depth, np.ndarray)
+    assert depth.shape == (HEIGHT, WIDTH) and depth.dtype == np.float32
+    assert np.isfinite(depth).all()
+
+
+def test_numpy_and_torch_paths_agree(cpu_engine):
+    rgb, sparse = _frame()
+    from_uint8 = cpu_engine.predict(rgb, sparse)
+    rgb_float = rgb.astype(np.float32) / 255.0
+    from_float = cpu_engine.predict(rgb_float, sparse)
+    rgb_tensor = torch.from_numpy(rgb_float).permute(2, 0, 1)[None]
+    from_torch = cpu_engine.predict(rgb_tensor, torch.from_numpy(sparse)[None, None])
+    assert isinstance(from_torch, torch.Tensor)
+    assert from_torch.shape == (1, 1, HEIGHT, WIDTH) and from_torch.dtype == torch.float32
+    assert from_torch.device == cpu_engine.device
+    np.testing.assert_array_equal(from_torch[0, 0].numpy(), from_float)
+    np.testing.assert_allclose(from_uint8, from_float, rtol=0, atol=1e-4)
+
+
+def test_batch_matches_single_frames(cpu_engine):
+    frames = [_frame(seed) for seed in (1, 2)]
+    rgb = torch.stack([torch.from_numpy(r.astype(np.float32) / 255.0).permute(2, 0, 1) for r, _ in frames])
+    sparse = torch.stack([torch.from_numpy(s)[None] for _, s in frames])
+    batched = cpu_engine.predict(rgb, sparse)
+    for index in range(2):
+        single = cpu_engine.predict(rgb[index:index + 1], sparse[index:index + 1])
+        torch.testing.assert_close(batched[index:index + 1], single, rtol=0, atol=1e-4)
+    assert not torch.allclose(batched[0], batched[1])  # the two frames really differ
+
+
+def test_sparse_depth_steers_the_output(cpu_engine):
+    rgb, sparse = _frame()
+    assert not np.allclose(cpu_engine.predict(rgb, sparse), cpu_engine.predict(rgb, sparse * 2.0))
+
+
+def test_nan_sparse_counts_as_no_measurement(cpu_engine):
+    rgb, sparse = _frame()
+    with_nan = np.where(sparse > 0, sparse, np.float32(np.nan))
+    np.testing.assert_array_equal(cpu_engine.predict(rgb, with_nan), cpu_engine.predict(rgb, sparse))
+
+
+def test_from_model_puts_model_in_eval_mode_and_keeps_names():
+    model = Engine.from_name(SMALL_MODEL, device="cpu", **FAST_KWARGS).model
+    model.train()
+    engine = Engine.from_model(model, device="cpu")
+    assert not model.training
+    assert engine.architecture == SMALL_MODEL and engine.backend == "torch" and engine.precision == "fp32"
+
+
+def test_seed_fixes_untrained_weights():
+    rgb, sparse = _frame()
+    first = Engine.from_name(SMALL_MODEL, device="cpu", seed=5, **FAST_KWARGS).predict(rgb, sparse)
+    again = Engine.from_name(SMALL_MODEL, device="cpu", seed=5, **FAST_KWARGS).predict(rgb, sparse)
+    other = Engine.from_name(SMALL_MODEL, device="cpu", seed=6, **FAST_KWARGS).predict(rgb, sparse)
+    np.testing.assert_array_equal(first, again)
+    assert not np.array_equal(first, other)
+
+
+def test_warmup_leaves_results_unchanged(cpu_engine):
+    rgb, sparse = _frame()
+    before = cpu_engine.predict(rgb, sparse)
+    cpu_engine.warmup(HEIGHT, WIDTH, runs=2)
+    np.testing.assert_array_equal(cpu_engine.predict(rgb, sparse), before)
+    with pytest.raises(ValueError, match="runs must be >= 0"):
+        cpu_engine.warmup(HEIGHT, WIDTH, runs=-1)
+
+
+def test_from_checkpoint_restores_model_and_metadata(checkpoint_path):
+    engine = Engine.from_checkpoint(checkpoint_path, device="cpu")
+    reference = Engine.from_name(SMALL_MODEL, device="cpu", seed=3, **FAST_KWARGS)
+    rgb, sparse = _frame()
+    np.testing.assert_array_equal(engine.predict(rgb, sparse), reference.predict(rgb, sparse))
+    assert engine.architecture == SMALL_MODEL
+    assert engine.metadata == {"trained_on": "synthetic"}
+    assert engine.kwargs == FAST_KWARGS
+
+
+# ----------------------------------------------------------------------------- input checks
+
+def test_size_mismatch_names_both_sizes(cpu_engine):
+    rgb, sparse = _frame()
+    with pytest.raises(ValueError, match=r"rgb is 37x50 \(HxW\) but sparse depth is 36x50"):
+        cpu_engine.predict(rgb, sparse[:-1])
+    rgb_t, sparse_t = example_inputs(HEIGHT, WIDTH)
+    with pytest.raises(ValueError, match=r"rgb is 37x50 \(HxW\) but sparse depth is 37x49"):
+        cpu_engine.predict(rgb_t, sparse_t[..., :-1])
+
+
+@pytest.mark.parametrize("rgb_change, sparse_change, message", [
+    (lambda r: r[..., 0], None, r"rgb must be an \(H, W, 3\)"),
+    (lambda r: r.astype(np.float32), None, "float rgb must lie in 0..1"),
+    (lambda r: r.astype(np.int32), None, "rgb must be uint8"),
+    (None, lambda s: (s * 256).astype(np.uint16), "sparse depth must be float metres"),
+    (None, lambda s: s[..., None], r"sparse depth must be an \(H, W\) map"),
+    (None, lambda s: -s, "must be >= 0 metres"),
+    (None, lambda s: torch.from_numpy(s), "sparse depth must be one too"),
+])
+def test_bad_numpy_input_is_named(cpu_engine, rgb_change, sparse_change, message):
+    rgb, sparse = _frame()
+    rgb = rgb_change(rgb) if rgb_change else rgb
+    sparse = sparse_change(sparse) if sparse_change else sparse
+    with pytest.raises(ValueError, match=message):
+        cpu_engine.predict(rgb, sparse)
+
+
+def test_bad_tensor_input_is_named(cpu_engine):
+    rgb, sparse = example_inputs(HEIGHT, WIDTH, batch=2)
+    with pytest.raises(ValueError, match="batch size 2 but sparse depth has 1"):
+        cpu_engine.predict(rgb, sparse[:1])
+    with pytest.raises(ValueError, match=r"rgb tensor must be \[B, 3, H, W\]"):
+        cpu_engine.predict(rgb[0], sparse[0])
+    with pytest.raises(ValueError, match="rgb tensor must be float"):
+        cpu_engine.predict((rgb * 255).to(torch.uint8), sparse)
+    with pytest.raises(ValueError, match="numpy array or a torch tensor"):
+        cpu_engine.predict(rgb.tolist(), sparse)
+
+
+def test_bad_settings_are_named():
+    with pytest.raises(ValueError, match="device must be"):
+        Engine.from_name(SMALL_MODEL, device="tpu")
+    with pytest.raises(ValueError, match="precision must be one of"):
+        Engine.from_name(SMALL_MODEL, device="cpu", precision="int8")
+    with pytest.raises(ValueError, match="unknown model 'no_such_net'"):
+        Engine.from_name("no_such_net", device="cpu")
+
+
+def test_bad_backend_is_named(checkpoint_path):
+    with pytest.raises(ValueError, match="backend must be one of"):
+        Engine.from_checkpoint(checkpoint_path, device="cpu", backend="tensorrt")
+
+
+# ----------------------------------------------------------------------------- device and precision
+
+@needs_no_cuda
+def test_cuda_request_without_cuda_falls_back_to_cpu(caplog):
+    with caplog.at_level(logging.WARNING, logger="depth_completion_ros.inference"):
+        engine = Engine.from_name(SMALL_MODEL, device="cuda", **FAST_KWARGS)
+    assert engine.device.type == "cpu" and engine.precision == "fp32"
+    assert any("CUDA is not available" in record.getMessage() for record in caplog.records)
+    assert engine.predict(*_frame()).shape == (HEIGHT, WIDTH)
+
+
+@needs_no_cuda
+def test_auto_device_without_cuda_warns(caplog):
+    with caplog.at_level(logging.WARNING, logger="depth_completion_ros.inference"):
+        engine = Engine.from_name(SMALL_MODEL, **FAST_KWARGS)
+    assert engine.device.type == "cpu"
+    assert any("CUDA is not available" in record.getMessage() for record in caplog.records)
+
+
+def test_fp16_on_cpu_falls_back_to_fp32(caplog, cpu_engine):
+    with caplog.at_level(logging.WARNING, logger="depth_completion_ros.inference"):
+        engine = Engine.from_name(SMALL_MODEL, device="cpu", precision="fp16", seed=0, **FAST_KWARGS)
+    assert engine.precision == "fp32"
+    assert any("fp16 is not used on the CPU" in record.getMessage() for record in caplog.records)
+    rgb, sparse = _frame()
+    np.testing.assert_array_equal(engine.predict(rgb, sparse), cpu_engine.predict(rgb, sparse))
+
+
+@needs_cuda
+def test_cuda_fp32_matches_cpu(cpu_engine):
+    engine = Engine.from_name(SMALL_MODEL, device="cuda", precision="fp32", seed=0, **FAST_KWARGS)
+    assert engine.device.type == "cuda"
+    rgb, sparse = _frame()
+    np.testing.assert_allclose(engine.predict(rgb, sparse), cpu_engine.predict(rgb, sparse), rtol=1e-3, atol=1e-2)
+
+
+@needs_cuda
+def test_cuda_fp16_returns_float32_close_to_fp32(cpu_engine):
+    engine = Engine.from_name(SMALL_MODEL, device="cuda", seed=0, **FAST_KWARGS)
+    assert engine.precision == "fp16"  # the "auto" choice on CUDA
+    rgb_t, sparse_t = example_inputs(HEIGHT, WIDTH, batch=2, device="cuda")
+    output = engine.predict(rgb_t, sparse_t)
+    assert output.dtype == torch.float32 and output.device.type == "cuda" and output.shape == (2, 1, HEIGHT, WIDTH)
+    reference = cpu_engine.predict(rgb_t.cpu(), sparse_t.cpu())
+    scale = reference.abs().max().item() + 1.0
+    assert (output.cpu() - reference).abs().max().item() < 0.02 * scale
+
+
+# ----------------------------------------------------------------------------- ONNX
+
+def test_onnx_graph_has_named_dynamic_axes(exported):
+    import onnx
+
+    graph = onnx.load(str(exported)).graph
+    assert [node.name for node in graph.input] == list(INPUT_NAMES)
+    assert [node.name for node in graph.output] == [OUTPUT_NAME]
+    for node in (*graph.input, *graph.output):
+        dims = node.type.tensor_type.shape.dim
+        assert [dims[axis].dim_param for axis in (0, 2, 3)] == ["batch", "height", "width"], node.name
+    assert read_onnx_architecture(exported) == (SMALL_MODEL, {})
+
+
+def test_onnx_matches_torch_at_another_size(default_engine, exported):
+    onnx_engine = Engine.from_onnx(exported, device="cpu")
+    assert onnx_engine.backend == "onnx" and onnx_engine.architecture == SMALL_MODEL
+    rgb, sparse = _frame(seed=4)
+    assert rgb.shape[:2] != EXPORT_SIZE
+    expected = default_engine.predict(rgb, sparse)
+    actual = onnx_engine.predict(rgb, sparse)
+    assert actual.shape == (HEIGHT, WIDTH) and actual.dtype == np.float32
+    assert np.abs(actual - expected).max() < ONNX_TOLERANCE_M
+    # Batched tensors through the same session, at yet another size.
+    rgb_t, sparse_t = example_inputs(41, 70, batch=2, seed=5)
+    difference = (onnx_engine.predict(rgb_t, sparse_t) - default_engine.predict(rgb_t, sparse_t)).abs().max().item()
+    assert difference < ONNX_TOLERANCE_M
+
+
+def test_onnx_backend_from_checkpoint_exports_once_to_cache(checkpoint_path, tmp_path, monkeypatch):
+    monkeypatch.setenv("DCROS_CACHE_DIR", str(tmp_path / "cache"))
+    cached = onnx_cache_path(checkpoint_path)
+    assert not cached.exists()
+    engine = Engine.from_checkpoint(checkpoint_path, device="cpu", backend="onnx")
+    assert engine.onnx_path == cached and cached.is_file()
+    assert engine.metadata == {"trained_on": "synthetic"}
+    written_at = cached.stat().st_mtime_ns
+    again = Engine.from_checkpoint(checkpoint_path, device="cpu", backend="onnx")
+    assert cached.stat().st_mtime_ns == written_at  # reused, not exported again
+    rgb, sparse = _frame(seed=6)
+    torch_engine = Engine.from_checkpoint(checkpoint_path, device="cpu")
+    assert np.abs(again.predict(rgb, sparse) - torch_engine.predict(rgb, sparse)).max() < ONNX_TOLERANCE_M
+
+
+def test_onnx_file_of_another_architecture_is_refused(exported, tmp_path):
+    other = save_checkpoint(tmp_path / "other.pt", Engine.from_name(OTHER_MODEL, device="cpu", **FAST_KWARGS).model)
+    with pytest.raises(ValueError, match=f"holds '{SMALL_MODEL}' but checkpoint .* is '{OTHER_MODEL}'"):
+        Engine.from_checkpoint(other, device="cpu", backend="onnx", onnx_path=exported)
+    with pytest.raises(FileNotFoundError, match="ONNX file not found"):
+        Engine.from_checkpoint(other, device="cpu", backend="onnx", onnx_path=tmp_path / "absent.onnx")
+
+
+def test_export_command_reports_file_and_difference(checkpoint_path, tmp_path, capsys):
+    out = tmp_path / "cli" / "small.onnx"
+    status = cli.main(["export", "--checkpoint", str(checkpoint_path), "--onnx", str(out),
+                       "--height", "48", "--width", "80"])
+    printed = capsys.readouterr().out
+    assert status == 0 and out.is_file()
+    assert f"wrote {out}" in printed
+    difference_line = next(line for line in printed.splitlines() if line.startswith("max |onnx - torch|"))
+    assert "37x63" in difference_line  # checked at another size than the traced 48x80
+    assert float(difference_line.split(":")[-1].split()[0]) < ONNX_TOLERANCE_M
+
+
+def test_export_command_names_a_missing_checkpoint(tmp_path, capsys):
+    status = cli.main(["export", "--checkpoint", str(tmp_path / "absent.pt"), "--onnx", str(tmp_path / "x.onnx")])
+    assert status == 2
+    assert "checkpoint not found" in capsys.readouterr().err

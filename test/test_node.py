@@ -1,0 +1,151 @@
+"""The live node on ROS 2 (Humble, Jazzy): parameters, synchronized input over best-effort QoS, the depth
+output with the camera's header, and bad frames counted instead of crashing. Skipped without rclpy."""
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pytest
+
+rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
+pytest.importorskip("message_filters", reason="ROS 2 message_filters is not installed")
+
+from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.parameter import Parameter  # noqa: E402
+from rclpy.qos import qos_profile_sensor_data  # noqa: E402
+from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
+
+from depth_completion_ros.data import messages  # noqa: E402
+from depth_completion_ros.ros import latest_frame  # noqa: E402
+from depth_completion_ros.ros.node import DepthCompletionNode  # noqa: E402
+from depth_completion_ros.ros.params import PARAMETERS, ParameterError  # noqa: E402
+from depth_completion_ros.ros.synthetic import rclpy_types, wall_frame  # noqa: E402
+
+pytestmark = pytest.mark.ros
+
+MODEL = "cdspn_x32"  # the smallest registered network, untrained: the test checks plumbing, not accuracy
+TYPES = rclpy_types()
+TIMEOUT_S = 30.0
+REPUBLISH_S = 0.2
+
+
+@pytest.fixture
+def ros_context():
+    rclpy.init()
+    yield
+    rclpy.try_shutdown()
+
+
+def node_parameters(**changes) -> list[Parameter]:
+    rig = wall_frame(TYPES, 0).lidar_to_camera
+    values = {"model": MODEL, "device": "cpu", "precision": "fp32", "warmup": False, "use_tf": False,
+              "lidar_to_camera": [float(v) for v in rig.reshape(-1)], "publish_sparse": True}
+    values.update(changes)
+    return [Parameter(name, value=value) for name, value in values.items()]
+
+
+class Peer:
+    """A second node that plays the sensors (best effort, like drivers) and listens to the outputs."""
+
+    def __init__(self, node_under_test: DepthCompletionNode):
+        self.node = rclpy.create_node("depth_completion_test_peer")
+        self.publishers = {
+            "image": self.node.create_publisher(Image, "image", qos_profile_sensor_data),
+            "camera_info": self.node.create_publisher(CameraInfo, "camera_info", qos_profile_sensor_data),
+            "points": self.node.create_publisher(PointCloud2, "points", qos_profile_sensor_data),
+        }
+        self.depth, self.info, self.sparse = [], [], []
+        self.node.create_subscription(Image, "depth/image", self.depth.append, 10)
+        self.node.create_subscription(CameraInfo, "depth/camera_info", self.info.append, 10)
+        self.node.create_subscription(Image, "sparse_depth", self.sparse.append, 10)
+        self.executor = SingleThreadedExecutor()
+        self.executor.add_node(node_under_test)
+        self.executor.add_node(self.node)
+        self.sent_stamps = []
+        self._next_stamp_ns = 1_000_000_000
+
+    def send(self, **frame_options):
+        """Publish one synchronized frame with a fresh stamp; returns it."""
+        stamp_ns, self._next_stamp_ns = self._next_stamp_ns, self._next_stamp_ns + 100_000_000
+        frame = wall_frame(TYPES, stamp_ns, **frame_options)
+        self.publishers["camera_info"].publish(frame.camera_info)
+        self.publishers["points"].publish(frame.cloud)
+        self.publishers["image"].publish(frame.image)
+        self.sent_stamps.append(stamp_ns)
+        return frame
+
+    def spin_until(self, condition, timeout_s: float = TIMEOUT_S, **frame_options) -> bool:
+        """Spin both nodes, sending a frame every REPUBLISH_S (best effort: early ones may precede
+        discovery), until `condition()` holds or the time is up."""
+        deadline = time.monotonic() + timeout_s
+        next_send = 0.0
+        while time.monotonic() < deadline:
+            if condition():
+                return True
+            if time.monotonic() >= next_send:
+                self.send(**frame_options)
+                next_send = time.monotonic() + REPUBLISH_S
+            self.executor.spin_once(timeout_sec=0.05)
+        return condition()
+
+    def close(self):
+        self.executor.shutdown()
+        self.node.destroy_node()
+
+
+@pytest.fixture
+def running(ros_context):
+    node = DepthCompletionNode(parameter_overrides=node_parameters())
+    peer = Peer(node)
+    yield node, peer
+    peer.close()
+    node.close()
+
+
+def test_depth_image_arrives_with_the_camera_header_and_size(running):
+    node, peer = running
+    assert peer.spin_until(lambda: peer.depth and peer.info and peer.sparse)
+    depth = peer.depth[0]
+    assert depth.encoding == "32FC1" and (depth.width, depth.height) == (32, 24)
+    assert depth.header.frame_id == "camera"
+    assert messages.stamp_to_ns(depth.header.stamp) in peer.sent_stamps
+    values = messages.image_to_numpy(depth)
+    finite = values[np.isfinite(values)]
+    assert finite.size > 0 and (finite >= 0).all() and (finite <= node.settings.max_depth).all()
+    info = peer.info[0]
+    assert info.header.frame_id == "camera" and (info.width, info.height) == (32, 24)
+    # The sparse input is the LiDAR wall projected through the lidar_to_camera parameter: exact depths.
+    sparse = messages.depth_from_image(peer.sparse[0])
+    reference = wall_frame(TYPES, 0)
+    rows, cols = reference.lidar_pixels
+    assert np.allclose(sparse[rows, cols], reference.wall_depth, atol=1e-4)
+    assert np.count_nonzero(sparse) == rows.size
+
+
+def test_a_mismatched_image_is_dropped_and_counted_not_a_crash(running):
+    node, peer = running
+    counted = peer.spin_until(lambda: node.drops.snapshot()[latest_frame.SIZE_MISMATCH] >= 2,
+                              camera_info_size=(40, 30))
+    assert counted and not peer.depth
+    assert node.worker.running
+    assert peer.spin_until(lambda: peer.depth)        # good frames still go through afterwards
+
+
+def test_parameters_are_declared_with_descriptors_and_only_toggles_change(running):
+    node, _ = running
+    for spec in PARAMETERS:
+        descriptor = node.describe_parameter(spec.name)
+        assert descriptor.read_only == spec.read_only, spec.name
+        assert descriptor.description
+    [rejected] = node.set_parameters([Parameter("device", value="cuda")])
+    assert not rejected.successful
+    [accepted] = node.set_parameters([Parameter("publish_colorized", value=True)])
+    assert accepted.successful and node.get_parameter("publish_colorized").value is True
+
+
+def test_bad_parameters_stop_the_node_at_start_up_naming_them(ros_context):
+    with pytest.raises(ParameterError, match="device"):
+        DepthCompletionNode(parameter_overrides=node_parameters(device="gpu"))
+    with pytest.raises(ParameterError, match="lidar_to_camera"):
+        DepthCompletionNode(parameter_overrides=node_parameters(
+            lidar_to_camera=[float(v) for v in np.diag([2.0, 1.0, 1.0, 1.0]).reshape(-1)]))
