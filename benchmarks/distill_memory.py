@@ -34,14 +34,14 @@ import time
 import numpy as np
 
 # Layers measured by default: low level (E1, D3: half resolution) and mid level (E2, D2: quarter
-# resolution, the pair the LSPKD seed distils). Channels and resolutions come from the networks.
+# resolution, the pair the LSPKD paper distils). Channels and resolutions come from the networks.
 DEFAULT_LAYERS = ("E1", "D3", "E2", "D2")
 PROBE_SIZE = (64, 128)
 METHODS = ("lspkd", "lspkd_unfold", "spkd")
 # Reduced sizes for SPKD: input down-scaled by these extra factors (kept while H*W <= max positions).
 SPKD_REDUCTIONS = (16, 12, 8, 6, 5, 4, 3, 2)
-SEED_REFERENCE = {"spkd_training_gb_per_image": 7.2, "lspkd_training_gb_per_image": 1.70,
-                  "note": "LSPKD seed sec. 3.4.3, whole training step on GPU, batch 12"}
+PAPER_REFERENCE = {"spkd_training_gb_per_image": 7.2, "lspkd_training_gb_per_image": 1.70,
+                  "note": "LSPKD paper sec. 3.4.3, whole training step on GPU, batch 12"}
 
 
 def layer_specs(layers, teacher_name: str, student_name: str) -> list[tuple[str, int, int, int]]:
@@ -117,6 +117,7 @@ def _status_kib(field: str) -> int:
 
 
 def _run_once(loss_module, teacher, student) -> None:
+    """Loss forward and backward, the step whose memory is measured."""
     loss_module(teacher, student).backward()
 
 
@@ -212,6 +213,7 @@ def fit_quadratic(records: list[dict]) -> dict:
 
 
 def spkd_sizes(full_height: int, full_width: int, max_positions: int) -> list[tuple[int, int]]:
+    """Reduced feature sizes (H, W) for SPKD, full size divided by SPKD_REDUCTIONS, H*W <= max_positions."""
     sizes = []
     for reduction in SPKD_REDUCTIONS:
         height, width = max(2, full_height // reduction), max(2, full_width // reduction)
@@ -221,6 +223,7 @@ def spkd_sizes(full_height: int, full_width: int, max_positions: int) -> list[tu
 
 
 def run_benchmark(args) -> dict:
+    """All measurements for the chosen layers: {"records", "summary", "paper_reference", "method"}."""
     import torch
 
     calibration = measure_cpu({"method": "calibration", "bytes": 64 * 2**20})
@@ -282,13 +285,14 @@ def run_benchmark(args) -> dict:
                     records.append(record)
                     print(f"  cuda {layer:10s} {method:13s} {width:4d}x{height:<4d} "
                           f"extra {record['extra_bytes'] / 2**20:10.1f} MiB", flush=True)
-    return {"records": records, "summary": summary, "seed_reference": SEED_REFERENCE,
+    return {"records": records, "summary": summary, "paper_reference": PAPER_REFERENCE,
             "method": {"cpu": "fresh process per point, 1 thread, MALLOC_MMAP_THRESHOLD_=65536, "
                               "VmHWM after clear_refs minus VmRSS before; warm-up run first",
                        "cuda": "torch.cuda.max_memory_allocated minus memory_allocated before"}}
 
 
 def print_summary(result: dict) -> None:
+    """Print one table row per layer: LSPKD, unfold reference and extrapolated SPKD extra memory."""
     print()
     print(f"{'layer':10s} {'features':>9s} {'Ct/Cs':>7s} {'LSPKD':>10s} {'unfold':>10s} "
           f"{'SPKD (extrap.)':>15s} {'SPKD measured at':>22s} {'LSPKD/SPKD':>11s}")
@@ -303,15 +307,16 @@ def print_summary(result: dict) -> None:
         print(f"{'':10s} SPKD fit: {row['spkd_fit']['float32_hw2_matrices_at_peak']:.2f} float32 HW x HW "
               f"matrices alive at the peak; the largest point predicted from the others: "
               f"{largest['predicted_without_it_bytes'] / 2**20:.1f} MiB")
-    reference = result["seed_reference"]
-    print(f"seed (whole training step per image): LSPKD {reference['lspkd_training_gb_per_image']} GB, "
+    reference = result["paper_reference"]
+    print(f"LSPKD paper (whole training step per image): LSPKD {reference['lspkd_training_gb_per_image']} GB, "
           f"SPKD {reference['spkd_training_gb_per_image']} GB")
 
 
 def main(argv=None) -> int:
+    """Command-line entry point."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--width", type=int, default=1216, help="input width (KITTI crop 1216; seed FLOPs 912)")
-    parser.add_argument("--height", type=int, default=352, help="input height (KITTI crop 352; seed FLOPs 220)")
+    parser.add_argument("--width", type=int, default=1216, help="input width (KITTI crop 1216; LSPKD paper FLOPs 912)")
+    parser.add_argument("--height", type=int, default=352, help="input height (KITTI crop 352; LSPKD paper FLOPs 220)")
     parser.add_argument("--layers", type=lambda text: tuple(text.split(",")), default=DEFAULT_LAYERS,
                         help="comma-separated feature layers (default E1,D3,E2,D2)")
     parser.add_argument("--teacher", default="lspkd_teacher", help="registered teacher network")

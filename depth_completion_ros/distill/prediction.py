@@ -1,4 +1,4 @@
-"""Prediction distillation and the full LSPKD training objective (LSPKD seed, sec. 2.4).
+"""Prediction distillation and the full LSPKD training objective (LSPKD paper, sec. 2.4).
 
 The student is supervised by the ground truth and by the teacher's dense prediction, both with an
 L1 loss ("adopted for better depth boundary predictions"), and the feature distillation is added:
@@ -6,9 +6,9 @@ L1 loss ("adopted for better depth boundary predictions"), and the feature disti
     L_pred = L1_mask(D_s, D_gt) + alpha * L1(D_s, D_t)
     L      = L_pred + beta * L_feat            (L_feat: `FeatureDistiller`, LSPKD by default)
 
-The numeric values of the seed's weights are lost from our copy of its text; the one value that
-survives is 0.1 for the parameter it sets per data set (NYUv2), which we read as the distillation
-weight beta. Defaults: alpha = 1 (ground truth and teacher weigh the same), beta = 0.1.
+alpha and beta are user parameters in the paper, which sets one of them to 0.1 for its NYUv2
+student; we read that as the distillation weight beta. Defaults: alpha = 1 (ground truth and
+teacher weigh the same), beta = 0.1; set them per data set.
 """
 from __future__ import annotations
 
@@ -57,7 +57,7 @@ class PredictionDistillationLoss(nn.Module):
 
 
 class LSPKDObjective(nn.Module):
-    """The seed's final student loss L = L_pred + beta * L_feat.
+    """The LSPKD paper's final student loss L = L_pred + beta * L_feat.
 
     `feature_distiller` computes L_feat from named teacher/student features (None: prediction
     distillation only). Its adapters are parameters of this module: optimise

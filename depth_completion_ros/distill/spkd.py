@@ -1,6 +1,6 @@
-"""Global similarity-preserving distillation: SPKD as the LSPKD seed compares it, and batch-wise SP.
+"""Global similarity-preserving distillation: SPKD as the LSPKD paper compares it, and batch-wise SP.
 
-`GlobalSimilarityLoss` follows Yoon et al. (IEEE SPL 2020, image matting; the LSPKD seed's ref. [15]):
+`GlobalSimilarityLoss` follows Yoon et al. (IEEE SPL 2020, image matting; the LSPKD paper's ref. [15]):
 pairwise similarities over spatial positions, over channels and over the batch are matched between
 teacher and student. The spatial matrix is H*W x H*W per image, so its memory grows with (H*W)^2:
 that is the cost the 8-neighbour LSPKD avoids. `BatchSimilarityLoss` is Tung & Mori's (ICCV 2019)
