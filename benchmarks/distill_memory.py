@@ -233,8 +233,8 @@ def run_benchmark(args) -> dict:
     use_cuda = torch.cuda.is_available() and not args.no_cuda
     for layer, factor, teacher_channels, student_channels in layer_specs(args.layers, args.teacher, args.student):
         full_height, full_width = args.height // factor, args.width // factor
-        base = {"layer": layer, "downsampling": factor, "teacher_channels": teacher_channels, "student_channels": student_channels,
-                "batch": 1, "input": f"{args.width}x{args.height}"}
+        base = {"layer": layer, "downsampling": factor, "teacher_channels": teacher_channels,
+                "student_channels": student_channels, "batch": 1, "input": f"{args.width}x{args.height}"}
         reduced = spkd_sizes(full_height, full_width, args.spkd_max_positions)
         if len(reduced) < 3:
             raise ValueError(f"--spkd-max-positions {args.spkd_max_positions} leaves fewer than 3 SPKD sizes "

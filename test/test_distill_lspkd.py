@@ -172,3 +172,13 @@ def test_bad_inputs_raise_value_errors_that_name_the_problem():
         loss(torch.randn(2, 8, 4, 4), torch.randn(1, 4, 4, 4))
     with pytest.raises(ValueError, match="positive integer"):
         LSPKDLoss(8, 0)
+
+
+def test_zero_features_and_half_precision_give_finite_similarities():
+    features = torch.randn(1, 4, 4, 5, generator=torch.Generator().manual_seed(8))
+    features[:, :, 1, 2] = 0.0  # a dead pixel has no direction: similarity 0, not NaN
+    similarity, _ = local_similarity(features)
+    assert torch.isfinite(similarity).all() and similarity[0, :, 1, 2].abs().max() == 0
+    half, _ = local_similarity(features.half())
+    assert half.dtype == torch.float32 and torch.isfinite(half).all()
+    torch.testing.assert_close(half, similarity, atol=2e-3, rtol=0)

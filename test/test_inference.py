@@ -8,8 +8,12 @@ import pytest
 import torch
 
 from depth_completion_ros import cli
+import torch.nn.functional as F
+from torch import nn
+
 from depth_completion_ros.inference import (
-    INPUT_NAMES, OUTPUT_NAME, Engine, example_inputs, export_onnx, onnx_cache_path, read_onnx_architecture,
+    INPUT_NAMES, OUTPUT_NAME, Engine, ExportError, example_inputs, export_onnx, onnx_cache_path,
+    read_onnx_architecture,
 )
 from depth_completion_ros.models.checkpoint import save_checkpoint
 
@@ -277,6 +281,33 @@ def test_onnx_matches_torch_at_another_size(default_engine, exported):
     rgb_t, sparse_t = example_inputs(41, 70, batch=2, seed=5)
     difference = (onnx_engine.predict(rgb_t, sparse_t) - default_engine.predict(rgb_t, sparse_t)).abs().max().item()
     assert difference < ONNX_TOLERANCE_M
+
+
+class PadsOnlyWhenNeeded(nn.Module):
+    """An encoder-decoder whose padding sits behind a Python branch on the input size: tracing at a size
+    that needs no padding drops the padding from the graph."""
+
+    def __init__(self):
+        super().__init__()
+        self.down = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.fuse = nn.Conv2d(8, 1, 3, padding=1)
+
+    def forward(self, rgb, sparse):
+        height, width = rgb.shape[-2:]
+        x = torch.cat([rgb, sparse], 1)
+        if height % 2 or width % 2:
+            x = F.pad(x, (0, width % 2, 0, height % 2))
+        up = F.interpolate(self.down(x), scale_factor=2.0, mode="nearest")
+        return self.fuse(torch.cat([up, x], 1))[..., :height, :width]
+
+
+def test_export_refuses_a_graph_with_a_size_frozen_by_tracing(tmp_path):
+    out = tmp_path / "frozen.onnx"
+    with pytest.raises(ExportError, match="frozen by tracing"):
+        export_onnx(PadsOnlyWhenNeeded(), out, example_size=(64, 96))
+    assert not out.exists()
+    # Traced at a size that takes the padding branch, the same model exports correctly.
+    assert export_onnx(PadsOnlyWhenNeeded(), out, example_size=(63, 95)).is_file()
 
 
 def test_onnx_backend_from_checkpoint_exports_once_to_cache(checkpoint_path, tmp_path, monkeypatch):

@@ -44,12 +44,6 @@ def _inputs(batch: int = 2, height: int = HEIGHT, width: int = WIDTH, seed: int 
     return rgb, sparse
 
 
-def _adapters_to_teacher(student: LSPKDNet, teacher: LSPKDNet, layers) -> nn.ModuleList:
-    """The distillation's 1x1 dimension-matching convolutions (paper eq. 3, phi) for `layers`."""
-    s, t = student.feature_channels, teacher.feature_channels
-    return nn.ModuleList(nn.Conv2d(s[name], t[name], 1) for name in layers)
-
-
 def test_models_are_registered_with_descriptions():
     for name in NAMES:
         assert name in list_models()
@@ -61,17 +55,37 @@ def test_teacher_parameter_count_matches_the_paper():
 
 
 @pytest.mark.parametrize("name", ["lspkd_student", "lspkd_student_nyu"])
-def test_student_parameter_counts_match_the_paper_with_their_distillation_adapters(name):
+def test_student_parameter_counts_match_the_paper_with_their_adapters(name):
     teacher, student = _meta_model("lspkd_teacher"), _meta_model(name)
-    adapters = _adapters_to_teacher(student, teacher, ENCODER_FEATURES).to("meta")
-    total = count_parameters(student) + count_parameters(adapters)
-    assert total / 1e6 == pytest.approx(PAPER_PARAMS_M[name], rel=0.05)
-    # The inference network alone follows the width law: about width^2 of the ResNet18-depth network.
-    width = student.width
-    assert count_parameters(student) < PAPER_PARAMS_M[name] * 1e6
+    assert count_parameters(student) / 1e6 == pytest.approx(PAPER_PARAMS_M[name], rel=0.05)
+    # The adapters (phi, eq. 3) map E0..E4 to the teacher's channels, without bias.
+    assert list(student.adapters) == list(ENCODER_FEATURES)
+    for feature, adapter in student.adapters.items():
+        assert (adapter.in_channels, adapter.out_channels) == (student.feature_channels[feature],
+                                                               teacher.feature_channels[feature])
+        assert adapter.bias is None
+    # Without them the inference network follows the width law: about width^2 of the full-width one.
     with torch.device("meta"):
-        full_width = count_parameters(build_model(name, width=1.0))
-    assert count_parameters(student) / full_width == pytest.approx(width ** 2, rel=0.05)
+        bare = build_model(name, adapter_width=None)
+        full_width = build_model(name, width=1.0, adapter_width=None)
+    assert count_parameters(bare) < PAPER_PARAMS_M[name] * 1e6
+    assert count_parameters(bare) / count_parameters(full_width) == pytest.approx(student.width ** 2, rel=0.05)
+
+
+def test_adapters_do_not_run_in_forward_and_map_features_to_teacher_channels():
+    torch.manual_seed(0)
+    student = build_model("lspkd_student_nyu").eval()
+    rgb, sparse = _inputs(batch=1)
+    with torch.no_grad():
+        with_adapters = student(rgb, sparse)
+        bare = build_model("lspkd_student_nyu", adapter_width=None).eval()
+        bare.load_state_dict({k: v for k, v in student.state_dict().items() if not k.startswith("adapters.")})
+        torch.testing.assert_close(bare(rgb, sparse), with_adapters)
+        _, features = student(rgb, sparse, return_features=True)
+        adapted = student.adapt("E2", features["E2"])
+    assert adapted.shape[1] == 2 * 128 and adapted.shape[-2:] == features["E2"].shape[-2:]
+    with pytest.raises(ValueError, match="no adapter for feature 'D2'"):
+        student.adapt("D2", features["D2"])
 
 
 @pytest.mark.parametrize("name", ["lspkd_teacher", "lspkd_student"])

@@ -46,13 +46,15 @@ S2D (at 912x224, its multiple of 16) to 594 GFLOPs against the paper's 637.89 (e
 521). The paper's figures are 2 FLOPs per multiply-add: counted as 1, Self S2D would be 260-300.
 See `flops.count_flops`.
 
-Parameters: the students count 7.90 M (KITTI, width 1/2) and 0.50 M (NYU, width 1/8). The paper's
-8.56 M and 0.66 M (16.53 % and 1.30 % of the teacher) cannot both come from a uniformly narrowed
-network (its count is a*w^2 + b*w with tiny b; the two figures need b = 1.34 M). They are matched,
-to +0.5 % and +2.1 %, when the distillation's 1x1 dimension-matching convolutions (phi, eq. 3)
-from the student's E0..E4 to the teacher's widths are counted with the student; their 6.8 GFLOPs
-also close the student's FLOP gap (51.7 + 6.8 = 58.5 against 59.22). Those adapters belong to the
-distillation loss (`distill`), not to this inference network.
+Parameters: the narrowed networks alone count 7.90 M (KITTI, width 1/2) and 0.50 M (NYU, width 1/8).
+The paper's 8.56 M and 0.66 M (16.53 % and 1.30 % of the teacher) cannot both come from a uniformly
+narrowed network (its count is a*w^2 + b*w with tiny b; the two figures need b = 1.34 M). They are
+matched, to +0.5 % and +2.1 %, by the network plus its 1x1 dimension-matching convolutions (phi,
+eq. 3) from the student's E0..E4 to the teacher's widths; their 6.8 GFLOPs also close the student's
+FLOP gap (51.7 + 6.8 = 58.5 against 59.22). The paper lists the same count for the student with
+and without distillation, so its student module carried them. The students here do too
+(`adapter_width=1.0`: `self.adapters`, used by `adapt()` and by the distillation losses); they are
+not run by `forward`, so inference and ONNX export do not pay for them.
 
 Named features (`return_features=True`; sizes are for a W x H input, cropped to the part that
 covers the image, ceil(H / 2^k) x ceil(W / 2^k) at level k):
@@ -149,6 +151,7 @@ class ResNetEncoder(nn.Module):
 
     def __init__(self, in_channels: int, blocks: Sequence[int], width: float):
         super().__init__()
+        self.width = width
         self.stem_channels = scaled_channels(STEM_CHANNELS, width)
         self.stage_channels = tuple(scaled_channels(c, width) for c in STAGE_CHANNELS)
         self.out_channels = scaled_channels(BOTTLENECK_CHANNELS, width)
@@ -166,7 +169,12 @@ class ResNetEncoder(nn.Module):
     @property
     def skip_channels(self) -> tuple[int, ...]:
         """Channels of the five skip features (stem, stage1..stage4)."""
-        return (self.stem_channels,) + self.stage_channels
+        return self.skip_channels_at(self.width)
+
+    @staticmethod
+    def skip_channels_at(width: float) -> tuple[int, ...]:
+        """Skip feature channels of an encoder of this width, without building it."""
+        return tuple(scaled_channels(c, width) for c in (STEM_CHANNELS,) + STAGE_CHANNELS)
 
     def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """x [B, C, H, W] (H, W multiples of 32) -> ([stem, stage1..stage4 features], bottleneck)."""
@@ -184,7 +192,7 @@ class LSPKDNet(nn.Module):
     """
 
     def __init__(self, blocks: Sequence[int] = TEACHER_BLOCKS, width: float = 1.0,
-                 depth_scale: float = KITTI_DEPTH_SCALE):
+                 depth_scale: float = KITTI_DEPTH_SCALE, adapter_width: float | None = None):
         super().__init__()
         blocks = tuple(blocks)
         if len(blocks) != 4 or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in blocks):
@@ -214,6 +222,14 @@ class LSPKDNet(nn.Module):
         self.decoder = nn.ModuleList(layers)
         self.head = nn.ConvTranspose2d(previous, 1, 3, stride=1, padding=1)
 
+        # phi of eq. 3: 1x1 convolutions from the encoder features to those of a network of `adapter_width`
+        # (the teacher's), for feature distillation.
+        self.adapters = nn.ModuleDict()
+        if adapter_width is not None:
+            teacher_skips = ResNetEncoder.skip_channels_at(adapter_width)
+            for name, channels, target in zip(ENCODER_FEATURES, skip_channels, teacher_skips):
+                self.adapters[name] = nn.Conv2d(channels, 2 * target, 1, bias=False)
+
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._init_weights()
@@ -227,6 +243,12 @@ class LSPKDNet(nn.Module):
             elif isinstance(module, nn.BatchNorm2d):
                 nn.init.ones_(module.weight)
                 nn.init.zeros_(module.bias)
+
+    def adapt(self, name: str, feature: torch.Tensor) -> torch.Tensor:
+        """phi(feature): a named encoder feature mapped to the teacher's channel count."""
+        if name not in self.adapters:
+            raise ValueError(f"no adapter for feature {name!r} (adapters: {', '.join(self.adapters) or 'none'})")
+        return self.adapters[name](feature)
 
     @property
     def feature_channels(self) -> dict[str, int]:
@@ -289,13 +311,13 @@ def lspkd_teacher(blocks: Sequence[int] = TEACHER_BLOCKS, width: float = 1.0,
 
 @register_model("lspkd_student")
 def lspkd_student(blocks: Sequence[int] = STUDENT_BLOCKS, width: float = 0.5,
-                  depth_scale: float = KITTI_DEPTH_SCALE) -> LSPKDNet:
-    """LSPKD KITTI student: dual ResNet18 encoders, all channels x1/2 (7.9 M)."""
-    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale)
+                  depth_scale: float = KITTI_DEPTH_SCALE, adapter_width: float | None = 1.0) -> LSPKDNet:
+    """LSPKD KITTI student: dual ResNet18 encoders, all channels x1/2, with its adapters (8.6 M)."""
+    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale, adapter_width=adapter_width)
 
 
 @register_model("lspkd_student_nyu")
 def lspkd_student_nyu(blocks: Sequence[int] = STUDENT_BLOCKS, width: float = 0.125,
-                      depth_scale: float = NYU_DEPTH_SCALE) -> LSPKDNet:
-    """LSPKD NYU student: dual ResNet18 encoders, all channels x1/8, 10 m depth scale (0.5 M)."""
-    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale)
+                      depth_scale: float = NYU_DEPTH_SCALE, adapter_width: float | None = 1.0) -> LSPKDNet:
+    """LSPKD NYU student: dual ResNet18 encoders, all channels x1/8, 10 m depth scale, adapters (0.67 M)."""
+    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale, adapter_width=adapter_width)
