@@ -164,7 +164,8 @@ def main(argv: list[str] | None = None) -> int:
     models = args.models or registered
     unknown = [name for name in models if name not in registered]
     if unknown or not models:
-        parser.error(f"unknown model(s) {', '.join(unknown) or '(none registered)'}; registered: {', '.join(registered)}")
+        parser.error(f"unknown model(s) {', '.join(unknown) or '(none registered)'}; "
+                     f"registered: {', '.join(registered)}")
     if args.runs < 1 or args.warmup < 0:
         parser.error("--runs must be >= 1 and --warmup >= 0")
     onnx_models = [m for m in models if m.startswith("cdspn")] if args.onnx_models is None else args.onnx_models

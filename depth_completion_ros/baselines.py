@@ -97,3 +97,38 @@ def morphological_fill(
     if keep_input:
         dense = np.where(valid, depth, dense)
     return dense
+
+
+BASELINES = {"nearest": nearest_fill, "morphological": morphological_fill}
+
+
+class BaselineEngine:
+    """A classical fill behind the `inference.Engine` interface (`predict`, `device`, `architecture`), so a
+    baseline runs through the very same pipeline, bag replay and report as the networks."""
+
+    backend = "numpy"
+    precision = "fp32"
+
+    def __init__(self, method: str = "morphological"):
+        if method not in BASELINES:
+            raise ValueError(f"unknown baseline {method!r}; choose one of {', '.join(BASELINES)}")
+        import torch
+
+        self.method = method
+        self.architecture = f"baseline:{method}"
+        self.kwargs: dict = {}
+        self.metadata = {"description": (BASELINES[method].__doc__ or "").strip().splitlines()[0]}
+        self.device = torch.device("cpu")
+
+    def __repr__(self) -> str:
+        return f"BaselineEngine({self.method!r})"
+
+    def predict(self, rgb, sparse):
+        """numpy (H, W) sparse -> (H, W) dense; torch [B,1,H,W] -> [B,1,H,W] (the image is not used)."""
+        fill = BASELINES[self.method]
+        if isinstance(sparse, np.ndarray):
+            return fill(sparse)
+        import torch
+
+        dense = [fill(s[0].detach().float().cpu().numpy()) for s in sparse]
+        return torch.from_numpy(np.stack(dense)[:, None])

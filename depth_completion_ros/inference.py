@@ -201,18 +201,18 @@ def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str 
     """
     import onnx
 
+    if len(example_size) != 2 or min(example_size) < 1:
+        raise ValueError(f"example_size must be (height, width) with positive values, got {example_size}")
+    if isinstance(opset, bool) or not isinstance(opset, int) or opset < 13:
+        raise ValueError(f"ONNX opset must be an integer >= 13, got {opset!r}")
     if isinstance(model_or_checkpoint_path, nn.Module):
-        source = model_or_checkpoint_path
-        model = copy.deepcopy(getattr(source, "module", source))
-        architecture = getattr(source, "architecture", type(model).__name__)
+        source = getattr(model_or_checkpoint_path, "module", model_or_checkpoint_path)  # unwrap DDP
+        model = copy.deepcopy(source)
+        architecture = getattr(source, "architecture", type(source).__name__)
         arch_kwargs = dict(getattr(source, "arch_kwargs", {}))
     else:
         model, checkpoint = load_model(model_or_checkpoint_path)
         architecture, arch_kwargs = checkpoint.architecture, checkpoint.kwargs
-    if len(example_size) != 2 or min(example_size) < 1:
-        raise ValueError(f"example_size must be (height, width) with positive values, got {example_size}")
-    if not isinstance(opset, int) or opset < 13:
-        raise ValueError(f"ONNX opset must be an integer >= 13, got {opset!r}")
     model = model.to(device="cpu", dtype=torch.float32).eval()
     wrapper = _DepthOnly(model).eval()
     rgb, sparse = example_inputs(*example_size)
@@ -235,6 +235,8 @@ def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str 
         for warning in caught:
             if issubclass(warning.category, torch.jit.TracerWarning):
                 LOGGER.warning("ONNX export of %s: %s", architecture, warning.message)
+            elif not issubclass(warning.category, DeprecationWarning):  # the legacy exporter's own notice
+                LOGGER.debug("ONNX export of %s: %s", architecture, warning.message)
         graph = onnx.load(str(tmp_path))
         meta = {_ONNX_META_ARCHITECTURE: architecture,
                 _ONNX_META_KWARGS: json.dumps(arch_kwargs, sort_keys=True, default=str)}

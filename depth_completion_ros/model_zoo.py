@@ -1,6 +1,7 @@
 """The checkpoints shipped with the package (`models/*.pt`, each with a model card `*.md`) and the
-resolution of a user's model choice: "default", a shipped model's name, a checkpoint path, or a
-registered architecture (untrained: for timing only)."""
+resolution of a user's model choice: "default", a shipped model's name, a checkpoint path, a
+registered architecture (untrained: for timing only), or a classical baseline ("baseline:nearest",
+"baseline:morphological")."""
 from __future__ import annotations
 
 import logging
@@ -49,6 +50,10 @@ def resolve_engine(model: str = "default", device: str = "auto", precision: str 
     from .models import list_models
 
     shipped = shipped_checkpoints()
+    if model.startswith("baseline:"):
+        from .baselines import BaselineEngine
+
+        return BaselineEngine(model.split(":", 1)[1])
     if model in ("", "default"):
         path = default_checkpoint_path()
     elif model in shipped:
@@ -61,6 +66,6 @@ def resolve_engine(model: str = "default", device: str = "auto", precision: str 
         return Engine.from_name(model, device=device, precision=precision)
     else:
         raise ValueError(f"unknown model {model!r}: not a checkpoint file, shipped model "
-                         f"({', '.join(sorted(shipped)) or 'none installed'}) or registered architecture "
-                         f"({', '.join(list_models())})")
+                         f"({', '.join(sorted(shipped)) or 'none installed'}), registered architecture "
+                         f"({', '.join(list_models())}) or baseline (baseline:nearest, baseline:morphological)")
     return Engine.from_checkpoint(path, device=device, precision=precision, backend=backend, onnx_path=onnx_path)

@@ -182,3 +182,22 @@ def test_zero_features_and_half_precision_give_finite_similarities():
     half, _ = local_similarity(features.half())
     assert half.dtype == torch.float32 and torch.isfinite(half).all()
     torch.testing.assert_close(half, similarity, atol=2e-3, rtol=0)
+
+
+def test_external_adapter_is_used_but_not_owned():
+    generator = torch.Generator().manual_seed(9)
+    teacher = torch.randn(2, 8, 5, 6, generator=generator)
+    student = torch.randn(2, 4, 5, 6, generator=generator)
+    external = torch.nn.Conv2d(4, 8, 1, bias=False)
+    loss = LSPKDLoss(8, 4, adapter=external)
+    assert loss.adapter is None and list(loss.parameters()) == []
+    owned = LSPKDLoss(8, 4)
+    with torch.no_grad():
+        owned.adapter.weight.copy_(external.weight)
+        owned.adapter.bias.zero_()
+    value = loss(teacher, student)
+    torch.testing.assert_close(value, owned(teacher, student))
+    value.backward()
+    assert external.weight.grad is not None and external.weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="adapted student features has 6 channels"):
+        LSPKDLoss(8, 4, adapter=torch.nn.Conv2d(4, 6, 1))(teacher, student)

@@ -13,6 +13,7 @@ from depth_completion_ros.distill import (
     layer_pairs,
     masked_l1,
     probe_feature_channels,
+    student_adapters,
 )
 
 
@@ -134,15 +135,21 @@ def test_feature_distiller_rejects_bad_configuration_and_missing_layers():
         LSPKDObjective(distiller)(torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2), torch.ones(1, 1, 2, 2))
 
 
-def test_distiller_on_the_registered_lspkd_networks_reduces_its_loss_in_one_step():
+def test_distiller_on_the_registered_lspkd_networks_uses_student_adapters_and_reduces_its_loss():
     from depth_completion_ros.models import build_model
 
     torch.manual_seed(3)
-    # The small NYU student stands in for the teacher too (different weights), to keep the test fast.
-    teacher, student = build_model("lspkd_student_nyu").eval(), build_model("lspkd_student_nyu").eval()
+    # A quarter-width teacher and an NYU student whose adapters map to that width keep the test fast.
+    teacher = build_model("lspkd_teacher", width=0.25).eval()
+    student = build_model("lspkd_student_nyu", adapter_width=0.25).eval()
     distiller = FeatureDistiller.for_models(teacher, student, probe_size=(16, 32))
-    assert [(p.teacher_channels, p.student_channels) for p in distiller.pairs] == [(32, 32), (8, 8)]
-    rgb, sparse = torch.rand(2, 3, 16, 32), torch.rand(2, 1, 16, 32) * 20
+    assert [(p.teacher_channels, p.student_channels) for p in distiller.pairs] == [(64, 32), (16, 8)]
+    # E2 borrows the student's own phi; D2 (no student adapter) gets one owned by the distiller.
+    assert student_adapters(student, distiller.pairs) == {"E2": student.adapters["E2"]}
+    assert distiller.losses["lspkd_0"].adapter is None
+    assert distiller.losses["lspkd_1"].adapter is not None
+    assert {id(p) for p in distiller.parameters()}.isdisjoint(id(p) for p in student.parameters())
+    rgb, sparse = torch.rand(2, 3, 16, 32), torch.rand(2, 1, 16, 32) * 5
     with torch.no_grad():
         _, teacher_features = teacher(rgb, sparse, return_features=True)
     optimiser = torch.optim.SGD([*student.parameters(), *distiller.parameters()], lr=0.05)
@@ -154,6 +161,8 @@ def test_distiller_on_the_registered_lspkd_networks_reduces_its_loss_in_one_step
     before = feature_loss()
     optimiser.zero_grad()
     before.backward()
+    assert student.adapters["E2"].weight.grad.abs().sum() > 0
+    assert all(p.grad is None for p in teacher.parameters())
     optimiser.step()
     with torch.no_grad():
         after = feature_loss()

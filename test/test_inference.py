@@ -6,22 +6,21 @@ import logging
 import numpy as np
 import pytest
 import torch
-
-from depth_completion_ros import cli
 import torch.nn.functional as F
 from torch import nn
 
+from depth_completion_ros import cli
 from depth_completion_ros.inference import (
     INPUT_NAMES, OUTPUT_NAME, Engine, ExportError, example_inputs, export_onnx, onnx_cache_path,
     read_onnx_architecture,
 )
 from depth_completion_ros.models.checkpoint import save_checkpoint
 
-SMALL_MODEL = "cdspn_x32"      # the smallest registered network
+SMALL_MODEL = "cdspn_x32"        # the smallest registered network
 FAST_KWARGS = {"iterations": 1}  # one refinement pass per stage: same operators, quicker tests
 OTHER_MODEL = "cdspn_x64"
-HEIGHT, WIDTH = 37, 50         # run size: odd, not a multiple of any stride
-EXPORT_SIZE = (64, 96)         # ONNX example size, deliberately different from the run size
+HEIGHT, WIDTH = 37, 50           # run size: odd, not a multiple of any stride
+EXPORT_SIZE = (64, 96)           # ONNX example size, deliberately different from the run size
 ONNX_TOLERANCE_M = 1e-3
 needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback where CUDA is absent")

@@ -18,6 +18,7 @@ from .feature_distiller import (
     LayerPair,
     layer_pairs,
     probe_feature_channels,
+    student_adapters,
 )
 from .lspkd import NEIGHBOUR_OFFSETS, LocalSimilarityLoss, LSPKDLoss, local_similarity, neighbour_mask
 from .pkt import PKTLoss, pkt_probabilities
@@ -34,6 +35,7 @@ __all__ = [
     "AttentionTransferLoss", "attention_map",
     "BlackBoxDistillationLoss", "TeacherCache", "TeacherCacheError", "depth_gradients", "gradient_mse",
     "DEFAULT_LAYERS", "METHODS", "FeatureDistiller", "LayerPair", "layer_pairs", "probe_feature_channels",
+    "student_adapters",
     "NEIGHBOUR_OFFSETS", "LocalSimilarityLoss", "LSPKDLoss", "local_similarity", "neighbour_mask",
     "PKTLoss", "pkt_probabilities",
     "LSPKDObjective", "PredictionDistillationLoss", "masked_l1",

@@ -12,7 +12,7 @@ stack, E2 and D2, each paired with the same-named student layer.
 """
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -68,11 +68,15 @@ def layer_pairs(
 
 
 def probe_feature_channels(model: nn.Module, height: int = 64, width: int = 64) -> dict[str, int]:
-    """{feature name: channels} of a model, from one forward pass on zero inputs of size H x W.
+    """{feature name: channels} of a model: its `feature_channels` mapping when it has one, otherwise
+    from one forward pass on zero inputs of size H x W.
 
     The model must follow the models contract `model(rgb, sparse, return_features=True)`; its
     training mode is restored afterwards.
     """
+    known = getattr(model, "feature_channels", None)
+    if isinstance(known, Mapping):
+        return {str(name): int(channels) for name, channels in known.items()}
     parameter = next(model.parameters(), None)
     device = parameter.device if parameter is not None else torch.device("cpu")
     was_training = model.training
@@ -87,6 +91,26 @@ def probe_feature_channels(model: nn.Module, height: int = 64, width: int = 64) 
     if not (isinstance(output, tuple) and len(output) == 2 and isinstance(output[1], Mapping)):
         raise ValueError("model(rgb, sparse, return_features=True) must return (depth, {name: features})")
     return {name: int(tensor.shape[1]) for name, tensor in output[1].items()}
+
+
+def student_adapters(student: nn.Module, pairs: Sequence[LayerPair]) -> dict[str, nn.Conv2d]:
+    """{student layer: the student's own phi} for the pairs it fits.
+
+    A student carrying 1x1 adapters in `student.adapters` (as the LSPKD students do) lends the one
+    named after a pair's student layer when it maps that layer's channels to the pair's teacher
+    channels; pass the result as `FeatureDistiller(..., adapters=...)`.
+    """
+    found: dict[str, nn.Conv2d] = {}
+    owned = getattr(student, "adapters", None)
+    if not isinstance(owned, (Mapping, nn.ModuleDict)):
+        return found
+    for pair in map(_as_pair, pairs):
+        candidate = owned[pair.student_layer] if pair.student_layer in owned else None
+        if (isinstance(candidate, nn.Conv2d) and candidate.kernel_size == (1, 1)
+                and candidate.in_channels == pair.student_channels
+                and candidate.out_channels == pair.teacher_channels):
+            found[pair.student_layer] = candidate
+    return found
 
 
 def _as_pair(pair) -> LayerPair:
@@ -108,7 +132,9 @@ class FeatureDistiller(nn.Module):
     Methods: "lspkd" (`LSPKDLoss`, owns a 1x1 adapter per pair), "spkd" (`GlobalSimilarityLoss`,
     memory (H*W)^2), "att" (`AttentionTransferLoss`), "pkt" (`PKTLoss`), "sp" (`BatchSimilarityLoss`).
     `method` is one name or a list (e.g. ["lspkd", "att"]); `method_weights` maps names to w_m
-    (default 1). The adapters are parameters of this module: optimise them with the student.
+    (default 1). The adapters LSPKD (and SPKD, for unequal channels) create are parameters of this
+    module: optimise them with the student. `adapters` maps student layer names to external phi
+    callables for LSPKD (e.g. the student's own 1x1 convolutions), which are not registered here.
     """
 
     def __init__(
@@ -118,8 +144,10 @@ class FeatureDistiller(nn.Module):
         method_weights: Mapping[str, float] | None = None,
         lspkd_similarity_weight: float = 1.0,
         pkt_max_samples: int = 1024,
+        adapters: Mapping[str, Callable[[torch.Tensor], torch.Tensor]] | None = None,
     ):
         super().__init__()
+        adapters = dict(adapters or {})
         self.pairs = [_as_pair(pair) for pair in pairs]
         if not self.pairs:
             raise ValueError("FeatureDistiller needs at least one layer pair")
@@ -142,10 +170,14 @@ class FeatureDistiller(nn.Module):
             if value < 0:
                 raise ValueError(f"method weight for {name!r} must be >= 0, got {value}")
         self.method_weights = {name: float(weights.get(name, 1.0)) for name in methods}
+        unknown = set(adapters) - {pair.student_layer for pair in self.pairs}
+        if unknown:
+            raise ValueError(f"adapters given for student layers {sorted(unknown)} that no pair uses")
         self.losses = nn.ModuleDict()
         for name in methods:
             for index, pair in enumerate(self.pairs):
-                self.losses[f"{name}_{index}"] = self._build(name, pair, lspkd_similarity_weight, pkt_max_samples)
+                self.losses[f"{name}_{index}"] = self._build(
+                    name, pair, lspkd_similarity_weight, pkt_max_samples, adapters.get(pair.student_layer))
 
     @classmethod
     def for_models(
@@ -155,17 +187,25 @@ class FeatureDistiller(nn.Module):
         layers: Sequence[str] = DEFAULT_LAYERS,
         method: str | Sequence[str] = "lspkd",
         probe_size: tuple[int, int] = (64, 64),
+        use_student_adapters: bool = True,
         **kwargs,
     ) -> "FeatureDistiller":
-        """Distiller for same-named `layers` of two models, channel counts found by `probe_feature_channels`."""
+        """Distiller for same-named `layers` of two models, channel counts found by `probe_feature_channels`.
+
+        With `use_student_adapters`, a student that carries 1x1 adapters (`student.adapters[name]`,
+        an `nn.Conv2d` to the teacher's channel count of that layer) lends them to LSPKD as phi;
+        layers without a fitting adapter get one owned by the distiller.
+        """
         pairs = layer_pairs(probe_feature_channels(teacher, *probe_size),
                             probe_feature_channels(student, *probe_size), layers)
-        return cls(pairs, method=method, **kwargs)
+        adapters = student_adapters(student, pairs) if use_student_adapters else None
+        return cls(pairs, method=method, adapters=adapters or None, **kwargs)
 
     @staticmethod
-    def _build(name: str, pair: LayerPair, similarity_weight: float, max_samples: int) -> nn.Module:
+    def _build(name: str, pair: LayerPair, similarity_weight: float, max_samples: int,
+               adapter: Callable[[torch.Tensor], torch.Tensor] | None) -> nn.Module:
         if name == "lspkd":
-            return LSPKDLoss(pair.teacher_channels, pair.student_channels, similarity_weight)
+            return LSPKDLoss(pair.teacher_channels, pair.student_channels, similarity_weight, adapter=adapter)
         if name == "spkd":
             return GlobalSimilarityLoss(pair.teacher_channels, pair.student_channels)
         if name == "att":

@@ -9,6 +9,8 @@ H*W*(C + 8), not the (H*W)^2 of a global similarity matrix (see `spkd.GlobalSimi
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -97,19 +99,25 @@ class LSPKDLoss(nn.Module):
 
         L_LSPKD = ||F_t - phi(F_s)||^2 + lambda * ||S_t - S_s||^2
 
-    with phi a 1x1 convolution from student to teacher channels that this module owns (so the
-    trainer must optimise the loss module's parameters together with the student), and S the
+    with phi a 1x1 convolution from student to teacher channels, and S the
     8-neighbour `local_similarity` (S_s from the student's own features, which needs no phi).
     Reduction: both terms are means of squared differences, the feature term over B*C_t*H*W,
     the similarity term over the valid (in-map) neighbour entries. When the student map's size
     differs from the teacher's, phi(F_s) and F_s are bilinearly resized to the teacher's H x W.
     The teacher is detached: no gradient reaches the teacher or its parameters.
 
+    phi: by default this module owns a new 1x1 convolution (with bias) as `self.adapter`, and the
+    trainer must optimise the loss module's parameters together with the student. A network that
+    carries its own phi (the LSPKD students' `adapters`) can pass it as `adapter`, any callable
+    [B, C_s, H, W] -> [B, C_t, H, W] (e.g. `functools.partial(student.adapt, "E2")`); it is then
+    not registered here, so its parameters stay the student's and are not counted twice.
+
     Default lambda = 1: both terms are means of squared differences of comparable magnitude and
     weigh the same; tune it per data set.
     """
 
-    def __init__(self, teacher_channels: int, student_channels: int, similarity_weight: float = 1.0):
+    def __init__(self, teacher_channels: int, student_channels: int, similarity_weight: float = 1.0,
+                 adapter: Callable[[torch.Tensor], torch.Tensor] | None = None):
         super().__init__()
         for name, value in (("teacher_channels", teacher_channels), ("student_channels", student_channels)):
             if int(value) != value or value < 1:
@@ -119,8 +127,22 @@ class LSPKDLoss(nn.Module):
         self.student_channels = int(student_channels)
         self.teacher_channels = int(teacher_channels)
         self.similarity_weight = float(similarity_weight)
-        self.adapter = nn.Conv2d(self.student_channels, self.teacher_channels, kernel_size=1)
+        if adapter is not None and not callable(adapter):
+            raise ValueError(f"adapter must be callable (features -> features), got {type(adapter).__name__}")
+        # A tuple attribute is not registered as a submodule: an external adapter's parameters
+        # stay with their owner.
+        self._external_adapter = (adapter,) if adapter is not None else None
+        self.adapter = (nn.Conv2d(self.student_channels, self.teacher_channels, kernel_size=1)
+                        if adapter is None else None)
         self.similarity = LocalSimilarityLoss()
+
+    def adapt(self, student_features: torch.Tensor) -> torch.Tensor:
+        """phi(F_s): the student features mapped to the teacher's channel count."""
+        if self._external_adapter is not None:
+            adapted = self._external_adapter[0](student_features)
+            check_channels(adapted, self.teacher_channels, "adapted student features")
+            return adapted
+        return self.adapter(student_features)
 
     def forward_with_terms(
         self, teacher_features: torch.Tensor, student_features: torch.Tensor
@@ -132,7 +154,7 @@ class LSPKDLoss(nn.Module):
         check_channels(teacher_features, self.teacher_channels, "teacher features")
         check_channels(student_features, self.student_channels, "student features")
         size = tuple(teacher_features.shape[-2:])
-        adapted = resize_to(self.adapter(student_features), size)
+        adapted = resize_to(self.adapt(student_features), size)
         feature_term = F.mse_loss(adapted, teacher_features.detach())
         similarity_term = self.similarity(teacher_features, student_features)
         total = feature_term + self.similarity_weight * similarity_term

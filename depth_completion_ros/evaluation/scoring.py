@@ -9,7 +9,7 @@ import numpy as np
 
 from ..pipeline import FrameResult
 from .metrics import DepthMetrics, format_summary, image_errors
-from .report import ErrorByDistance, save_panel, write_report
+from .report import ErrorByDistance, save_panel, summarize_latency, write_report
 
 
 class FrameScorer:
@@ -77,9 +77,10 @@ class FrameScorer:
                        frames_without_gt=self.frames_without_gt, frames_dropped=sum(self.drops.values()),
                        drops=dict(self.drops), wall_s=elapsed, fps=self.frames_processed / elapsed if elapsed else None)
         summary.update(extra or {})
-        paths = write_report(self.out_dir, summary, self.rows, self.distance)
-        summary["report"] = {k: str(v) for k, v in paths.items()}
-        summary["report"]["panels"] = [str(p) for p in self.panels]
+        summary["latency_ms"] = summarize_latency(self.rows)
+        summary["error_by_distance"] = self.distance.table()
+        summary["report"] = {"folder": str(self.out_dir), "panels": [str(p) for p in self.panels]}
+        write_report(self.out_dir, summary, self.rows)
         return summary
 
 

@@ -304,12 +304,14 @@ def parameters_from_yaml(document: Mapping[str, Any], node_name: str = NODE_NAME
 
 
 def accepted_model_names() -> list[str]:
-    """Names the `model` parameter accepts besides "default" and checkpoint paths: shipped checkpoints
-    and registered architectures (imports torch)."""
+    """Names the `model` parameter accepts besides "default" and checkpoint paths: shipped checkpoints,
+    registered architectures and the classical baselines (imports torch)."""
+    from ..baselines import BASELINES
     from ..model_zoo import shipped_checkpoints
     from ..models import list_models
 
-    return sorted(set(list_models()) | set(shipped_checkpoints()))
+    baselines = {f"baseline:{name}" for name in BASELINES}
+    return sorted(set(list_models()) | set(shipped_checkpoints()) | baselines)
 
 
 def build_engine(settings: NodeSettings):
@@ -325,7 +327,7 @@ def build_engine(settings: NodeSettings):
         raise FileNotFoundError(f"parameter 'model': {error}") from error
     except CheckpointError as error:
         raise ParameterError(f"parameter 'model': {error}") from error
-    if engine.backend != settings.backend:
+    if engine.backend not in (settings.backend, "numpy"):
         raise ParameterError(f"parameter 'backend': {settings.backend!r} needs a checkpoint, but model "
                              f"{settings.model!r} is an untrained registered architecture (torch only)")
     return engine
