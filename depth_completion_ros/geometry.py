@@ -378,13 +378,18 @@ def transform_points(transform: np.ndarray, points: ArrayLike) -> ArrayLike:
     _check_points(points)
     xyz = points[:, :3]
     if _is_torch(points):
-        t = torch.as_tensor(transform, dtype=xyz.dtype if xyz.is_floating_point() else torch.float32,
-                             device=xyz.device)
-        return xyz.to(t.dtype) @ t[:3, :3].T + t[:3, 3]
-    xyz = np.asarray(xyz)
-    dtype = xyz.dtype if np.issubdtype(xyz.dtype, np.floating) else np.float64
-    t = np.asarray(transform, dtype=dtype)
-    return xyz.astype(dtype, copy=False) @ t[:3, :3].T + t[:3, 3]
+        xyz = xyz if xyz.is_floating_point() else xyz.float()
+        stack = torch.stack
+    else:
+        xyz = np.asarray(xyz)
+        xyz = xyz if np.issubdtype(xyz.dtype, np.floating) else xyz.astype(np.float64)
+        stack = np.stack
+    # Nine multiply-adds per point written out: a BLAS call for an (N, 3) x (3, 3) product spends more
+    # time waking its threads than computing, and stalls badly when other processes hold the cores.
+    t = np.asarray(transform, dtype=np.float64).reshape(4, 4).tolist()
+    x, y, z = xyz[:, 0], xyz[:, 1], xyz[:, 2]
+    rows = [x * t[r][0] + y * t[r][1] + z * t[r][2] + t[r][3] for r in range(3)]
+    return stack(rows, 1)
 
 
 def project(

@@ -192,11 +192,14 @@ def test_same_seed_same_table_and_weights_untouched(validation, subset_report):
     sample = validation[1]
     with torch.no_grad():
         before = model(sample["rgb"][None], sample["sparse"][None])
+    model.train()
     again = prune_test(model, validation, fraction=0.75, seed=3, layers=SUBSET, limit=2)
+    assert model.training, "the caller's train/eval mode is restored"
     assert again.to_dict() == subset_report.to_dict()
     assert again.to_csv() == subset_report.to_csv()
     after_state = model.state_dict()
     assert all(torch.equal(after_state[k], v) for k, v in state.items())
+    model.eval()
     with torch.no_grad():
         assert torch.equal(model(sample["rgb"][None], sample["sparse"][None]), before)
     # The input layer matters: pruning 6 of its 8 filters moves the RMSE.

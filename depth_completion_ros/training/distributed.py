@@ -124,6 +124,16 @@ def all_reduce_mean(context: DistributedContext, values: dict[str, float]) -> di
     return dict(zip(names, tensor.tolist()))
 
 
+def broadcast_buffers(context: DistributedContext, module: torch.nn.Module, source: int = 0) -> None:
+    """Copy rank `source`'s buffers (BatchNorm running statistics) to every rank. DDP broadcasts them only at
+    the start of each forward pass, so after the last step of an epoch every replica holds the statistics
+    of its own last batch; this makes validation and checkpoints use one set."""
+    if not context.enabled:
+        return
+    for buffer in module.buffers():
+        dist.broadcast(buffer.data, src=source)
+
+
 def shard(count: int, context: DistributedContext) -> list[int]:
     """This rank's share of indices 0..count-1 (rank, rank + world, ...): no sample twice, none left out."""
     return list(range(context.rank, count, context.world_size))

@@ -489,7 +489,8 @@ def prune_test(
        the layer name), evaluate, restore; record dRMSE in mm and relative to the baseline.
     3. Verdict per layer with `decide_verdict` (the thresholds are fractions of the baseline RMSE; defaults
        and the exact rule in `PruneThresholds`), and a proposed channel count (`propose_channels`).
-    The model is evaluated in eval mode on `device` (it stays there); its weights are not modified.
+    The model is evaluated in eval mode on `device` (it stays on that device; its train/eval mode is
+    restored); its weights are not modified. Layers that never run in the forward pass are left out.
     Raises ValueError for a bad fraction, an unknown layer name, or frames without ground truth.
     """
     from ..inference import Engine
@@ -503,32 +504,29 @@ def prune_test(
         raise ValueError(f"limit must be a positive integer or None, got {limit!r}")
 
     model = getattr(model, "module", model)  # unwrap DistributedDataParallel
-    units = prunable_units(model)
-    if not units:
+    all_units = prunable_units(model)
+    if not all_units:
         raise ValueError(f"{type(model).__name__} has no prunable convolution layers")
-    if layers is not None:
-        layers = list(layers)
-        unknown = [name for name in layers if name not in units]
-        if unknown:
-            raise ValueError(f"unknown layer(s) {', '.join(unknown)}; prunable layers: {', '.join(units)}")
-        units = OrderedDict((name, units[name]) for name in units if name in set(layers))
+    selected = list(all_units) if layers is None else list(layers)
+    unknown = [name for name in selected if name not in all_units]
+    if unknown:
+        raise ValueError(f"unknown layer(s) {', '.join(unknown)}; prunable layers: {', '.join(all_units)}")
 
-    engine = Engine.from_model(model, device=device, precision=precision)
+    was_training = model.training
+    engine = Engine.from_model(model, device=device, precision=precision)  # eval mode, on `device`
     batches = _ValidationBatches(dataset, batch_size, limit, num_workers=num_workers)
 
-    # Baseline pass; counting hooks find the layers that actually run (and, for models without
-    # prunable_layers(), which one runs last: the prediction head).
-    calls: dict[str, int] = {}
+    # Baseline pass; counting hooks on every prunable layer find those that actually run and, for models
+    # without prunable_layers(), which one runs last (the prediction head).
     order: list[str] = []
 
-    def counter(name):
+    def first_call_recorder(name):
         def hook(module, inputs, output):
-            if name not in calls:
+            if name not in order:
                 order.append(name)
-            calls[name] = calls.get(name, 0) + 1
         return hook
 
-    handles = [unit.target.register_forward_hook(counter(name)) for name, unit in units.items()]
+    handles = [unit.target.register_forward_hook(first_call_recorder(name)) for name, unit in all_units.items()]
     try:
         baseline = _evaluate(engine, batches)
     finally:
@@ -537,13 +535,13 @@ def prune_test(
     if not baseline["images"]:
         raise ValueError(f"none of the {len(batches)} validation frames has ground truth inside the image "
                          f"(or the model predicted nothing); cannot measure a baseline RMSE")
-    unused = [name for name in units if name not in calls]
+    unused = [name for name in selected if name not in order]
     if unused:
         LOGGER.info("left out %d layers that do not run in the forward pass: %s", len(unused), ", ".join(unused))
-        units = OrderedDict((name, unit) for name, unit in units.items() if name in calls)
-    if not hasattr(model, "prunable_layers") and order:
-        head = order[-1]
-        units[head] = dataclasses.replace(units[head], fixed=True)
+    chosen = set(selected) - set(unused)
+    units = OrderedDict((name, unit) for name, unit in all_units.items() if name in chosen)
+    if not hasattr(model, "prunable_layers") and order and order[-1] in units:
+        units[order[-1]] = dataclasses.replace(units[order[-1]], fixed=True)
 
     base_rmse, base_mae = baseline["rmse_mm"], baseline["mae_mm"]
     report = PruneReport(
@@ -571,4 +569,5 @@ def prune_test(
             proposed_channels=proposed, fixed=unit.fixed, masked_module=unit.target_name,
         ))
         LOGGER.debug("%s: RMSE %.1f mm (%+.2f %%) -> %s", name, rmse, relative * 100, verdict)
+    model.train(was_training)
     return report

@@ -53,6 +53,7 @@ from .distributed import (
     all_gather_objects,
     all_reduce_mean,
     barrier,
+    broadcast_buffers,
     broadcast_object,
     resolve_device,
     shard,
@@ -414,6 +415,7 @@ class Trainer:
         if show:
             batches.close()
 
+        broadcast_buffers(self.context, self.model)
         lr = self.optimizer.param_groups[0]["lr"]
         self.scheduler.step()
         train_means = all_reduce_mean(self.context, {k: float(v) / max(self.batches_done, 1) for k, v in sums.items()})
