@@ -232,11 +232,15 @@ def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str 
             )
         # Tracer warnings mean a Python value was frozen from the example input: with dynamic H/W this
         # can bake in a padding amount, so surface them instead of dropping them with the rest.
+        tracer_messages: dict[str, int] = {}
         for warning in caught:
             if issubclass(warning.category, torch.jit.TracerWarning):
-                LOGGER.warning("ONNX export of %s: %s", architecture, warning.message)
+                message = f"{warning.message} ({Path(warning.filename).name}:{warning.lineno})"
+                tracer_messages[message] = tracer_messages.get(message, 0) + 1
             elif not issubclass(warning.category, DeprecationWarning):  # the legacy exporter's own notice
                 LOGGER.debug("ONNX export of %s: %s", architecture, warning.message)
+        for message, count in tracer_messages.items():
+            LOGGER.warning("ONNX export of %s: %s%s", architecture, message, f" [x{count}]" if count > 1 else "")
         graph = onnx.load(str(tmp_path))
         meta = {_ONNX_META_ARCHITECTURE: architecture,
                 _ONNX_META_KWARGS: json.dumps(arch_kwargs, sort_keys=True, default=str)}
@@ -263,7 +267,8 @@ def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_
     with torch.inference_mode():
         reference = model(rgb, sparse)
     try:
-        exported = _onnx_session(onnx_path, torch.device("cpu")).run(
+        # Fatal-only logging: a failure is reported once, in the ExportError below.
+        exported = _onnx_session(onnx_path, torch.device("cpu"), log_severity=4).run(
             [OUTPUT_NAME], {INPUT_NAMES[0]: rgb.numpy(), INPUT_NAMES[1]: sparse.numpy()})[0]
     except Exception as error:  # onnxruntime's error types do not share a useful base class
         raise ExportError(f"the ONNX graph of {architecture} traced at {example_size[0]}x{example_size[1]} "
@@ -311,8 +316,9 @@ def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET) -> 
     return Path(root) / "onnx" / f"{checkpoint_path.stem}-{digest.hexdigest()[:16]}-opset{opset}-v{__version__}.onnx"
 
 
-def _onnx_session(onnx_path: Path, device: torch.device):
-    """An onnxruntime session on CUDA when `device` is CUDA and the CUDA provider exists, else on the CPU."""
+def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3):
+    """An onnxruntime session on CUDA when `device` is CUDA and the CUDA provider exists, else on the CPU.
+    `log_severity`: onnxruntime's own logging threshold (3 = errors, 4 = fatal only)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -324,7 +330,7 @@ def _onnx_session(onnx_path: Path, device: torch.device):
             LOGGER.warning("onnxruntime has no CUDAExecutionProvider (installed: %s); running ONNX on the CPU",
                            ", ".join(available))
     options = ort.SessionOptions()
-    options.log_severity_level = 3  # errors only: the CPU provider's notices are not actionable
+    options.log_severity_level = log_severity  # the providers' notices are not actionable
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
     names = [node.name for node in session.get_inputs()]
     if names != list(INPUT_NAMES):

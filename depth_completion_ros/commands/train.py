@@ -24,7 +24,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--resume", default=None, metavar="CKPT|auto",
                         help="continue from a last.pt; 'auto' = OUT/last.pt if it exists, else start fresh")
     parser.add_argument("--out", type=Path, default=None,
-                        help="output folder (default: the config's `output`, else runs/<model name>)")
+                        help="output folder (default: the folder of --resume CKPT, else the config's `output`, "
+                             "else runs/<model name>)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value, dotted keys, YAML values (repeatable), e.g. "
                              "data.batch_size=8, stages.1.lr=1e-4")
@@ -64,7 +65,12 @@ def run(args: argparse.Namespace) -> int:
     if args.stop_after_epochs is not None and args.stop_after_epochs < 1:
         raise ValueError(f"--stop-after-epochs must be >= 1, got {args.stop_after_epochs}")
     config = _resolve_config(args)  # before joining the group: every rank fails alike on a bad config
-    out_dir = Path(args.out or config.output or Path("runs") / config.model.name)
+    if args.out is not None:
+        out_dir = Path(args.out)
+    elif args.resume not in (None, "auto"):
+        out_dir = Path(args.resume).parent  # continue in the folder of the checkpoint
+    else:
+        out_dir = Path(config.output or Path("runs") / config.model.name)
     resume = find_resume_checkpoint(args.resume, out_dir)
     context = init_distributed(config.device)
     try:

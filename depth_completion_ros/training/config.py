@@ -2,7 +2,8 @@
 
 A configuration is a YAML mapping with these sections (every key optional unless marked):
 
-    model:        name (required, a registered model), kwargs (mapping passed to build_model)
+    model:        name (required, a registered model), kwargs (mapping passed to build_model),
+                  init (checkpoint whose weights initialise the model)
     data:         root, train_split, val_split (null: no validation), cameras, crop [h, w] | null,
                   random_crop [h, w] | null, augment, jitter, batch_size (per process), val_batch_size,
                   workers, limit_train, limit_val (frame counts for quick runs, evenly spaced)
@@ -23,6 +24,7 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -48,8 +50,14 @@ def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
+# PyYAML follows YAML 1.1, which reads 1e-4 (no dot in the mantissa) as a string; accept that spelling.
+_EXPONENT_NUMBER = re.compile(r"^[+-]?\d+(\.\d*)?[eE][+-]?\d+$")
+
+
 def _number(value: Any, key: str, minimum: float | None = None, maximum: float | None = None,
             strictly_positive: bool = False) -> float:
+    if isinstance(value, str) and _EXPONENT_NUMBER.match(value.strip()):
+        value = float(value)
     if not _is_number(value):
         raise ConfigError(f"{key} must be a finite number, got {value!r}")
     value = float(value)
@@ -132,10 +140,13 @@ def _join(prefix: str, name: str) -> str:
 # --------------------------------------------------------------------------------------- sections
 @dataclass
 class ModelConfig:
-    """The network: a registered model name and the keyword arguments of its factory."""
+    """The network: a registered model name, the keyword arguments of its factory, and optionally `init`,
+    a checkpoint of the same architecture whose weights start the run (e.g. distillation as a booster
+    stage after the base model converged)."""
 
     name: str = ""
     kwargs: dict = field(default_factory=dict)
+    init: str | None = None
 
     @classmethod
     def parse(cls, data: Any, key: str = "model") -> "ModelConfig":
@@ -149,12 +160,17 @@ class ModelConfig:
         if name not in list_models():
             raise ConfigError(f"{key}.name {name!r} is not a registered model; choose from "
                               f"{', '.join(list_models())}")
-        return cls(name=name, kwargs=_mapping(data.get("kwargs"), f"{key}.kwargs"))
+        return cls(name=name, kwargs=_mapping(data.get("kwargs"), f"{key}.kwargs"),
+                   init=_optional_string(data.get("init"), f"{key}.init"))
 
 
 @dataclass
 class DataConfig:
-    """Where the KITTI-layout data set is and how it is cut, augmented and batched."""
+    """Where the KITTI-layout data set is and how it is cut, augmented and batched.
+
+    Paths are relative to the working directory. `crop: null` keeps whole images, whose size differs
+    between KITTI recording days (1224x370 .. 1242x376): use batch_size 1 then, or a crop.
+    """
 
     root: str = "data/synth"
     train_split: str = "train"
@@ -329,12 +345,12 @@ class StageConfig:
     random_crop: tuple[int, int] | None = None
 
     @classmethod
-    def parse(cls, data: Any, key: str) -> "StageConfig":
+    def parse(cls, data: Any, key: str, index: int = 0) -> "StageConfig":
         data = _mapping(data, key)
         _check_keys(data, cls, key)
         if "epochs" not in data:
             raise ConfigError(f"{key}.epochs is required")
-        out = cls(epochs=_integer(data["epochs"], f"{key}.epochs", 1))
+        out = cls(name=f"stage{index + 1}", epochs=_integer(data["epochs"], f"{key}.epochs", 1))
         if "name" in data:
             out.name = _string(data["name"], f"{key}.name")
         if "lr" in data and data["lr"] is not None:
@@ -508,7 +524,7 @@ class TrainConfig:
         if stages is not None:
             if not isinstance(stages, (list, tuple)) or not stages:
                 raise ConfigError(f"stages must be a non-empty list of stages, got {stages!r}")
-            out.stages = tuple(StageConfig.parse(stage, f"stages[{i}]") for i, stage in enumerate(stages))
+            out.stages = tuple(StageConfig.parse(stage, f"stages[{i}]", i) for i, stage in enumerate(stages))
         if "seed" in data:
             out.seed = _integer(data["seed"], "seed", 0)
         if "deterministic" in data:
@@ -582,6 +598,10 @@ class TrainConfig:
         out = plain(self)
         if not self.stages:
             out.pop("stages")
+        kind = self.distillation.type
+        foreign = {"none": DistillationConfig.FEATURE_KEYS + DistillationConfig.BLACKBOX_KEYS + ("teacher",),
+                   "feature": DistillationConfig.BLACKBOX_KEYS, "blackbox": DistillationConfig.FEATURE_KEYS}[kind]
+        out["distillation"] = {k: v for k, v in out["distillation"].items() if k not in foreign}
         return out
 
 

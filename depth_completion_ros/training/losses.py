@@ -11,8 +11,6 @@ semi-dense; 0 = no value). The distillation formulas live in `depth_completion_r
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
-
 import torch
 from torch import nn
 
@@ -150,7 +148,3 @@ def build_criterion(loss: LossConfig, distillation: DistillationConfig, student:
         return BlackBoxCriterion(BlackBoxDistillationLoss(distillation.depth_weight, distillation.gradient_weight))
     raise ValueError(f"unknown distillation type {distillation.type!r}")
 
-
-def mean_terms(sums: Mapping[str, torch.Tensor], count: int) -> dict[str, float]:
-    """{name: sum / count} as floats (epoch averages of per-step terms)."""
-    return {name: float(value) / max(count, 1) for name, value in sums.items()}

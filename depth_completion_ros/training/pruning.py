@@ -220,7 +220,7 @@ def prunable_units(model: nn.Module) -> "OrderedDict[str, PrunableUnit]":
 
 @contextmanager
 def masked_channels(unit: PrunableUnit, channels: Iterable[int]) -> Iterator[None]:
-    """Within the block, the given output channels of `unit` are zero (its filters disabled).
+    """Inside the `with` statement, the given output channels of `unit` are zero (its filters disabled).
     The hook is removed on exit, also after an error; the weights are never modified."""
     channels = sorted(set(int(c) for c in channels))
     if channels and not 0 <= channels[0] <= channels[-1] < unit.out_channels:

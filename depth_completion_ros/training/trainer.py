@@ -65,6 +65,7 @@ LAST_CHECKPOINT = "last.pt"
 BEST_CHECKPOINT = "best.pt"
 LOG_FILE = "log.csv"
 VAL_COLUMNS = ("rmse_mm", "mae_mm", "irmse_1km", "imae_1km")
+CHECK_EVERY = 20  # steps between reading the loss back (finite check, progress bar)
 
 
 # ------------------------------------------------------------------------------------ reproducibility
@@ -205,6 +206,8 @@ class Trainer:
             self.model = build_model(config.model.name, **config.model.kwargs)
         except TypeError as error:
             raise ValueError(f"model.kwargs do not fit {config.model.name!r}: {error}") from None
+        if config.model.init is not None and resume is None:
+            self._initialise_from(Path(config.model.init))
         self.model.to(self.device)
         self._check_stages_fit_model()
 
@@ -240,6 +243,16 @@ class Trainer:
             if stage.train != "all" and not callable(getattr(self.model, f"{stage.train}_parameters", None)):
                 raise ValueError(f"stages[{index}].train: {stage.train!r} needs a model with "
                                  f"{stage.train}_parameters() (CDSPN); {self.config.model.name!r} has none")
+
+    def _initialise_from(self, path: Path) -> None:
+        checkpoint = load_checkpoint(path)
+        if checkpoint.architecture != self.config.model.name:
+            raise ValueError(f"model.init: {path} holds a {checkpoint.architecture}, not a {self.config.model.name}")
+        try:
+            self.model.load_state_dict(checkpoint.state_dict, strict=True)
+        except RuntimeError as error:
+            raise ValueError(f"model.init: the weights of {path} do not fit {self.config.model.name} "
+                             f"{self.config.model.kwargs}: {error}") from None
 
     def _build_teacher(self):
         distillation = self.config.distillation
@@ -376,7 +389,10 @@ class Trainer:
         for module in self._frozen_norms:
             module.eval()
         started = time.perf_counter()
-        sums = {name: torch.tensor(value, dtype=torch.float64) for name, value in self._epoch_sums.items()}
+        # Loss sums stay on the device: reading them back every step would stall the GPU queue.
+        sum_dtype = torch.float32 if self.device.type == "mps" else torch.float64
+        sums = {name: torch.tensor(value, dtype=sum_dtype, device=self.device)
+                for name, value in self._epoch_sums.items()}
         total_batches = self.batches_done + len(loader)
         show = self.progress and self.context.is_main
         if show:
@@ -392,9 +408,6 @@ class Trainer:
             gt = batch["gt"].to(self.device, non_blocking=True)
             teacher_depth, teacher_features = self._teacher_outputs(batch["name"], rgb, sparse)
             loss, terms = self._step_module(rgb, sparse, gt, teacher_depth, teacher_features)
-            if not torch.isfinite(loss):
-                raise FloatingPointError(f"training loss is {loss.item()} at step {self.step + 1} (epoch {epoch + 1}, "
-                                         f"stage {stage.name}); terms: { {k: float(v) for k, v in terms.items()} }")
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.optimizer.grad_clip_norm is not None:
@@ -403,9 +416,11 @@ class Trainer:
             self.step += 1
             self.batches_done += 1
             for name, value in {"loss": loss.detach(), **terms}.items():
-                sums[name] = sums.get(name, torch.zeros((), dtype=torch.float64)) + value.detach().double().cpu()
-            if show:
-                batches.set_postfix(loss=f"{loss.item():.4g}")
+                sums[name] = sums.get(name, torch.zeros((), dtype=sum_dtype, device=self.device)) + value.to(sum_dtype)
+            if self.batches_done % CHECK_EVERY == 0 or self.batches_done == total_batches:
+                self._check_finite(sums["loss"], stage, epoch)
+                if show:
+                    batches.set_postfix(loss=f"{loss.item():.4g}")
             if (self.config.save_every_steps and self.step % self.config.save_every_steps == 0
                     and self.batches_done < total_batches):
                 self._epoch_sums = {k: float(v) for k, v in sums.items()}
@@ -449,6 +464,12 @@ class Trainer:
         if improved and self.context.is_main:
             save_checkpoint(self.out_dir / BEST_CHECKPOINT, self.model, self._metadata(with_state=False))
         barrier(self.context)
+
+    def _check_finite(self, loss_sum: torch.Tensor, stage: StageConfig, epoch: int) -> None:
+        if not torch.isfinite(loss_sum):
+            raise FloatingPointError(f"the training loss became {float(loss_sum)} by step {self.step} (epoch "
+                                     f"{epoch + 1}, stage {stage.name}); lower the learning rate or set "
+                                     "optimizer.grad_clip_norm")
 
     # ------------------------------------------------------------------------------ validation
     @torch.no_grad()

@@ -1,0 +1,372 @@
+"""The trainer (`dcros train`): config schema, every model learning, resume, stages, distillation."""
+from __future__ import annotations
+
+import copy
+import csv
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+from depth_completion_ros.cli import main as dcros
+from depth_completion_ros.models import build_model, list_models
+from depth_completion_ros.models.checkpoint import load_checkpoint, load_model, save_checkpoint
+from depth_completion_ros.training.config import ConfigError, TrainConfig, apply_overrides, load_config
+from depth_completion_ros.training.trainer import Trainer
+
+CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "train"
+# Small versions of every registered model (the factories take these kwargs).
+TINY_KWARGS = {
+    "lspkd_teacher": {"width": 0.0625},
+    "lspkd_student": {"width": 0.0625},
+    "lspkd_student_nyu": {"width": 0.0625, "depth_scale": 80.0},
+    "cdspn_x32": {"width": 8, "iterations": 2},
+    "cdspn_x64": {"width": 8, "iterations": 2},
+    "cdspn_x96": {"width": 12, "iterations": 2},
+}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Two busy cores: more intra-op threads only contend."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_config(root: Path, model: str = "cdspn_x32", **sections) -> dict:
+    """A config dict for a few steps at 32x64 on the synthetic fixture (sections override by key)."""
+    config = {
+        "model": {"name": model, "kwargs": dict(TINY_KWARGS[model])},
+        "data": {"root": str(root), "crop": [32, 64], "augment": False, "batch_size": 1, "workers": 0},
+        "schedule": {"epochs": 1},
+        "loss": {"type": "l1"},
+        "seed": 0,
+        "device": "cpu",
+        "progress": False,
+        "tensorboard": False,
+    }
+    for name, value in sections.items():
+        if isinstance(value, dict) and isinstance(config.get(name), dict):
+            config[name].update(value)
+        else:
+            config[name] = value
+    return config
+
+
+def write_yaml(path: Path, config: dict) -> Path:
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+def read_log(out_dir: Path) -> list[dict]:
+    with open(out_dir / "log.csv", newline="") as stream:
+        return list(csv.DictReader(stream))
+
+
+def snapshot(module: torch.nn.Module) -> dict[str, torch.Tensor]:
+    return {name: value.detach().clone() for name, value in module.state_dict().items()}
+
+
+# ------------------------------------------------------------------------------------------ configs
+def test_every_config_in_config_train_validates():
+    paths = sorted(CONFIG_DIR.glob("*.yaml"))
+    assert paths, f"no training configs in {CONFIG_DIR}"
+    configs = {path.stem: load_config(path) for path in paths}
+    synthetic = {name: c for name, c in configs.items() if not name.startswith("kitti_")}
+    # One synthetic-world config per registered model, training on the generated data set.
+    assert {c.model.name for c in synthetic.values()} >= set(list_models())
+    assert all(c.data.root == "data/synth" for c in synthetic.values())
+    assert all(c.data.crop[0] < 352 and c.data.crop[1] < 1216 for c in synthetic.values())
+    assert all(c.data.crop == (352, 1216) for name, c in configs.items() if name.startswith("kitti_"))
+    stages = [(s.train, s.refine) for s in configs["cdspn_x32"].stages]
+    assert stages == [("backbone", False), ("refinement", True), ("all", True)]
+    for method in ("lspkd", "att", "pkt"):
+        distillation = configs[f"lspkd_student_{method}"].distillation
+        assert distillation.type == "feature" and distillation.methods == (method,)
+        assert distillation.layers == (("E2", "E2"), ("D2", "D2"))
+    blackbox = configs["cdspn_x32_blackbox"].distillation
+    assert (blackbox.type, blackbox.depth_weight, blackbox.gradient_weight) == ("blackbox", 0.1, 0.1)
+    # The seeds' optimiser everywhere: Adam, lr 1e-3, default betas.
+    assert all((c.optimizer.name, c.optimizer.lr, c.optimizer.betas) == ("adam", 1e-3, (0.9, 0.999))
+               for c in configs.values())
+    # A config survives the round trip through a checkpoint's metadata.
+    for config in configs.values():
+        assert TrainConfig.from_dict(config.to_dict()) == config
+
+
+BAD_CONFIGS = [
+    (lambda c: c["data"].update(batch_sise=2), "data.batch_sise"),
+    (lambda c: c.update(optimiser={}), "unknown key optimiser"),
+    (lambda c: c["data"].update(batch_size="two"), "data.batch_size must be an integer"),
+    (lambda c: c.update(optimizer={"lr": -1e-3}), "optimizer.lr must be > 0"),
+    (lambda c: c.update(loss={"type": "huber"}), "loss.type must be one of"),
+    (lambda c: c["model"].update(name="resnet9000"), "model.name 'resnet9000' is not a registered model"),
+    (lambda c: c["data"].update(crop=[32, 64], random_crop=[64, 64], augment=True), "data.random_crop"),
+    (lambda c: c.update(stages=[{"epochs": 1}, {"epochs": 1, "train": "head"}]), "stages[1].train"),
+    (lambda c: c.update(stages=[{"epochs": 1, "refine": False}]), "stages[0].train must be 'backbone'"),
+    (lambda c: c.update(distillation={"type": "none", "methods": ["att"]}), "distillation.methods does not apply"),
+    (lambda c: c.update(distillation={"type": "feature"}), "distillation.teacher"),
+    (lambda c: c.update(loss={"type": "l2"}, distillation={"type": "blackbox", "teacher": "t.pt"},
+                        data={"augment": True}), "data.augment must be false"),
+    (lambda c: c["schedule"].update(type="multistep"), "schedule.milestones"),
+]
+
+
+@pytest.mark.parametrize("mutate, message", BAD_CONFIGS)
+def test_config_errors_name_the_bad_key(mutate, message):
+    config = tiny_config(Path("data/synth"))
+    mutate(config)
+    with pytest.raises(ConfigError) as error:
+        TrainConfig.from_dict(config)
+    assert message in str(error.value)
+
+
+def test_cli_reports_config_errors_and_overrides(tmp_path, capsys):
+    path = write_yaml(tmp_path / "bad.yaml", tiny_config(tmp_path, data={"workers": -1}))
+    assert dcros(["train", "--config", str(path), "--out", str(tmp_path / "out")]) == 2
+    assert "data.workers must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
+    good = write_yaml(tmp_path / "good.yaml", tiny_config(tmp_path, stages=[{"epochs": 1}, {"epochs": 2}],
+                                                          schedule={"epochs": None}))
+    assert dcros(["train", "--config", str(good), "--set", "stages.3.lr=1e-4"]) == 2
+    assert "stages.3 must index an existing list item" in capsys.readouterr().err
+    config = load_config(good, ["stages.1.lr=1e-4", "data.batch_size=3", "model.kwargs.width=16"])
+    assert (config.stages[1].lr, config.data.batch_size, config.model.kwargs["width"]) == (1e-4, 3, 16)
+    assert dcros(["train", "--config", str(tmp_path / "missing.yaml")]) == 2
+    assert "training config not found" in capsys.readouterr().err
+
+
+def test_overrides_do_not_touch_the_original():
+    original = {"data": {"batch_size": 1}}
+    changed = apply_overrides(original, ["data.batch_size=4", "optimizer.betas=[0.8, 0.9]"])
+    assert original == {"data": {"batch_size": 1}}
+    assert changed == {"data": {"batch_size": 4}, "optimizer": {"betas": [0.8, 0.9]}}
+
+
+# ---------------------------------------------------------------------------- every model learns
+@pytest.mark.parametrize("model", list_models())
+def test_every_registered_model_overfits_one_batch(model, synthetic_kitti, tmp_path):
+    epochs = 6
+    config = tiny_config(synthetic_kitti, model, data={"limit_train": 1, "val_split": None},
+                         schedule={"epochs": epochs}, loss={"type": "l2" if model.startswith("cdspn") else "l1"})
+    out = tmp_path / "run"
+    assert dcros(["train", "--config", str(write_yaml(tmp_path / "c.yaml", config)), "--out", str(out)]) == 0
+    rows = read_log(out)
+    losses = [float(row["train_loss"]) for row in rows]
+    assert [int(row["step"]) for row in rows] == list(range(1, epochs + 1))  # one fixed batch per epoch
+    assert losses[-1] < 0.9 * losses[0], f"{model}: loss did not fall over one repeated batch: {losses}"
+    network, checkpoint = load_model(out / "last.pt")
+    assert checkpoint.architecture == model and checkpoint.kwargs == TINY_KWARGS[model]
+    assert checkpoint.metadata["epoch"] == epochs and checkpoint.metadata["step"] == epochs
+    assert checkpoint.metadata["training_data"]["train_frames"] == 1
+    assert not (out / "best.pt").exists()  # no validation split, nothing to rank by
+
+
+# -------------------------------------------------------------------------------------- resume
+def resume_config(root: Path) -> dict:
+    # Two frames, two steps per epoch, random windows and flips, a decaying learning rate, validation.
+    return tiny_config(root, "lspkd_student",
+                       data={"crop": [64, 128], "random_crop": [32, 64], "augment": True, "val_split": "val"},
+                       schedule={"type": "step", "step_size": 1, "gamma": 0.5, "epochs": 2})
+
+
+def test_resume_continues_with_identical_weights(synthetic_kitti, tmp_path):
+    path = write_yaml(tmp_path / "c.yaml", resume_config(synthetic_kitti))
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert dcros(["train", "--config", str(path), "--out", str(straight)]) == 0
+    assert dcros(["train", "--config", str(path), "--out", str(split), "--stop-after-epochs", "1"]) == 0
+    halfway = load_checkpoint(split / "last.pt")
+    assert (halfway.metadata["epoch"], halfway.metadata["step"]) == (1, 2)
+    assert dcros(["train", "--config", str(path), "--out", str(split), "--resume", "auto"]) == 0
+
+    first, second = load_checkpoint(straight / "last.pt"), load_checkpoint(split / "last.pt")
+    assert (second.metadata["epoch"], second.metadata["step"]) == (2, 4)
+    assert first.state_dict.keys() == second.state_dict.keys()
+    for name in first.state_dict:
+        torch.testing.assert_close(second.state_dict[name], first.state_dict[name], rtol=1e-6, atol=1e-7)
+    # The weights moved from where the interrupted run stopped, and the logs agree row for row.
+    assert any(not torch.equal(halfway.state_dict[k], second.state_dict[k]) for k in second.state_dict)
+    drop_time = lambda rows: [{k: v for k, v in row.items() if k != "seconds"} for row in rows]  # noqa: E731
+    assert drop_time(read_log(split)) == drop_time(read_log(straight))
+    assert [float(row["lr"]) for row in read_log(split)] == [1e-3, 5e-4]
+    best = load_checkpoint(split / "best.pt")
+    assert "training_state" not in best.metadata
+    assert best.metadata["val"]["rmse_mm"] == min(float(row["val_rmse_mm"]) for row in read_log(split))
+    # Everything, optimizer state and RNG states included, loads without unpickling code.
+    torch.load(split / "last.pt", map_location="cpu", weights_only=True)
+
+
+class _Interrupted(Exception):
+    pass
+
+
+class _StopAtStep(Trainer):
+    """Simulates a crash right after the mid-epoch checkpoint of step `stop_step`."""
+
+    stop_step = 3
+
+    def _save_last(self):
+        super()._save_last()
+        if self.step == self.stop_step:
+            raise _Interrupted
+
+
+def test_resume_inside_an_epoch(synthetic_kitti, tmp_path):
+    config = TrainConfig.from_dict(tiny_config(synthetic_kitti, "cdspn_x32", loss={"type": "l2"},
+                                               data={"batch_size": 1, "val_split": None},
+                                               schedule={"epochs": 2}, save_every_steps=1))
+    reference = Trainer(config, out_dir=tmp_path / "reference")
+    reference.fit()
+    with pytest.raises(_Interrupted):
+        _StopAtStep(config, out_dir=tmp_path / "crashed").fit()
+    resumed = Trainer(config, out_dir=tmp_path / "crashed", resume=tmp_path / "crashed" / "last.pt")
+    assert (resumed.epoch, resumed.step, resumed.batches_done) == (1, 3, 1)
+    resumed.fit()
+    assert resumed.step == reference.step == 4
+    for name, value in reference.model.state_dict().items():
+        torch.testing.assert_close(resumed.model.state_dict()[name], value, rtol=1e-6, atol=1e-7)
+    assert [row["train_loss"] for row in read_log(tmp_path / "crashed")] == \
+           [row["train_loss"] for row in read_log(tmp_path / "reference")]
+
+
+def test_resume_at_a_stage_boundary_from_the_saved_config(synthetic_kitti, tmp_path):
+    config = tiny_config(synthetic_kitti, "cdspn_x32", loss={"type": "l2"}, data={"val_split": None},
+                         schedule={"epochs": None},
+                         stages=[{"name": "backbone", "epochs": 1, "train": "backbone", "refine": False},
+                                 {"name": "all", "epochs": 1, "lr": 2e-3}])
+    path = write_yaml(tmp_path / "c.yaml", config)
+    straight, split = tmp_path / "straight", tmp_path / "split"
+    assert dcros(["train", "--config", str(path), "--out", str(straight)]) == 0
+    assert dcros(["train", "--config", str(path), "--out", str(split), "--stop-after-epochs", "1"]) == 0
+    # No --config: the checkpoint's own config; the next stage starts with a fresh optimizer at its lr.
+    assert dcros(["train", "--resume", str(split / "last.pt")]) == 0  # continues in split/
+    first, second = load_checkpoint(straight / "last.pt"), load_checkpoint(split / "last.pt")
+    assert second.metadata["stage"] == "all" and second.metadata["step"] == first.metadata["step"] == 4
+    for name in first.state_dict:
+        torch.testing.assert_close(second.state_dict[name], first.state_dict[name], rtol=1e-6, atol=1e-7)
+    assert [float(row["lr"]) for row in read_log(split)] == [1e-3, 2e-3]
+
+
+def test_resume_rejects_a_checkpoint_without_training_state(synthetic_kitti, tmp_path, capsys):
+    model = build_model("cdspn_x32", **TINY_KWARGS["cdspn_x32"])
+    save_checkpoint(tmp_path / "exported.pt", model, {"note": "weights only"})
+    path = write_yaml(tmp_path / "c.yaml", tiny_config(synthetic_kitti, loss={"type": "l2"}))
+    assert dcros(["train", "--config", str(path), "--resume", str(tmp_path / "exported.pt")]) == 2
+    assert "no training state" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------------------------------ stages
+def test_cdspn_stages_train_only_their_part(synthetic_kitti, tmp_path):
+    config = TrainConfig.from_dict(tiny_config(
+        synthetic_kitti, "cdspn_x32", loss={"type": "l2"}, data={"limit_train": 2, "val_split": "val"},
+        schedule={"epochs": None},
+        stages=[{"name": "backbone", "epochs": 1, "train": "backbone", "refine": False},
+                {"name": "refinement", "epochs": 1, "train": "refinement", "lr": 5e-4},
+                {"name": "all", "epochs": 1}]))
+    trainer = Trainer(config, out_dir=tmp_path / "run")
+    model = trainer.model
+    is_refinement = lambda name: name.startswith("refinement.")  # noqa: E731
+    initial = snapshot(model)
+
+    trainer.fit(max_epochs=1)  # backbone stage: the refinement is neither run nor trained
+    after_backbone = snapshot(model)
+    changed = {name for name in initial if not torch.equal(initial[name], after_backbone[name])}
+    assert changed and all(not is_refinement(name) for name in changed)
+    assert any(name.endswith("pointwise.weight") for name in changed)
+
+    trainer.fit(max_epochs=1)  # refinement stage: backbone frozen, BatchNorm statistics included
+    after_refinement = snapshot(model)
+    changed = {name for name in initial if not torch.equal(after_backbone[name], after_refinement[name])}
+    assert changed and all(is_refinement(name) for name in changed)
+    assert trainer.optimizer.param_groups[0]["lr"] == 5e-4
+
+    trainer.fit()  # everything trains again
+    final = snapshot(model)
+    changed = {name for name in initial if not torch.equal(after_refinement[name], final[name])}
+    assert any(is_refinement(name) for name in changed) and any(not is_refinement(name) for name in changed)
+    rows = read_log(tmp_path / "run")
+    assert [row["stage"] for row in rows] == ["backbone", "refinement", "all"]
+    # best.pt only from stages that run the full network (the backbone stage scores its coarse output).
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best.metadata["stage"] in ("refinement", "all")
+
+
+def test_stages_that_need_cdspn_are_rejected_for_other_models(synthetic_kitti, tmp_path):
+    config = TrainConfig.from_dict(tiny_config(
+        synthetic_kitti, "lspkd_student", schedule={"epochs": None},
+        stages=[{"epochs": 1, "train": "backbone", "refine": False}]))
+    with pytest.raises(ValueError, match=r"stages\[0\]\.refine"):
+        Trainer(config, out_dir=tmp_path / "run")
+
+
+# ------------------------------------------------------------------------------------ distillation
+@pytest.mark.parametrize("methods", [["lspkd"], ["att", "pkt"]])
+def test_feature_distillation_trains_student_and_adapters_never_the_teacher(methods, synthetic_kitti, tmp_path):
+    teacher = build_model("lspkd_teacher", width=0.125)
+    teacher_path = save_checkpoint(tmp_path / "teacher.pt", teacher)
+    # The student's own adapters map its encoder features to this teacher's widths (phi for E2).
+    student_kwargs = {"width": 0.0625, "adapter_width": 0.125}
+    config = tiny_config(synthetic_kitti, "lspkd_student", data={"val_split": None}, schedule={"epochs": 1},
+                         distillation={"type": "feature", "teacher": str(teacher_path), "methods": methods,
+                                       "layers": ["E2", ["D2", "D2"]], "feature_weight": 0.1})
+    config["model"]["kwargs"] = student_kwargs
+    config = TrainConfig.from_dict(config)
+    trainer = Trainer(config, out_dir=tmp_path / "run")
+    teacher_before = snapshot(trainer.teacher)
+    student_before = snapshot(trainer.model)
+    criterion_before = snapshot(trainer.criterion)
+    trainer.fit()
+
+    teacher_after = snapshot(trainer.teacher)
+    assert all(torch.equal(teacher_before[k], teacher_after[k]) for k in teacher_before)
+    assert all(torch.equal(teacher_after[k], teacher.state_dict()[k]) for k in teacher_after)
+    assert not any(p.requires_grad for p in trainer.teacher.parameters())
+    student_after = snapshot(trainer.model)
+    assert not torch.equal(student_before["head.weight"], student_after["head.weight"])
+    if "lspkd" in methods:
+        # E2 uses the student's own phi, D2 one owned by the distiller: both learn.
+        assert not torch.equal(student_before["adapters.E2.weight"], student_after["adapters.E2.weight"])
+        criterion_after = snapshot(trainer.criterion)
+        adapter_keys = [k for k in criterion_after if "adapter" in k]
+        assert adapter_keys and all(not torch.equal(criterion_before[k], criterion_after[k]) for k in adapter_keys)
+    columns = read_log(tmp_path / "run")[0].keys()
+    for method in methods:
+        assert f"train/feat/{method}/E2-E2" in columns and f"train/feat/{method}/D2-D2" in columns
+    assert "train/pred/teacher_l1" in columns
+
+
+def test_blackbox_teacher_runs_once_per_sample(synthetic_kitti, tmp_path):
+    teacher = build_model("cdspn_x32", width=4, iterations=1)
+    teacher_path = save_checkpoint(tmp_path / "teacher.pt", teacher)
+    config = TrainConfig.from_dict(tiny_config(
+        synthetic_kitti, "cdspn_x32", loss={"type": "l2"}, data={"val_split": None}, schedule={"epochs": 2},
+        distillation={"type": "blackbox", "teacher": str(teacher_path)}))
+    trainer = Trainer(config, out_dir=tmp_path / "run")
+    samples_seen = []
+    trainer.teacher.register_forward_hook(lambda module, inputs, output: samples_seen.append(inputs[0].shape[0]))
+    before = snapshot(trainer.model)
+    trainer.fit()
+    frames = len(trainer.train_indices)
+    assert frames == 2
+    assert sum(samples_seen) == frames  # epoch 1 computes, epoch 2 reads the cache
+    assert (trainer.teacher_cache.misses, trainer.teacher_cache.hits) == (frames, frames)
+    assert len(list((tmp_path / "run" / "teacher_cache").glob("*.npy"))) == frames
+    assert any(not torch.equal(before[k], v) for k, v in trainer.model.state_dict().items())
+    columns = read_log(tmp_path / "run")[0].keys()
+    assert {"train/ground_truth_mse", "train/teacher_depth_mse", "train/teacher_gradient_mse"} <= set(columns)
+
+
+def test_init_from_checkpoint_and_its_errors(synthetic_kitti, tmp_path):
+    source = build_model("cdspn_x32", **TINY_KWARGS["cdspn_x32"])
+    path = save_checkpoint(tmp_path / "base.pt", source)
+    config = tiny_config(synthetic_kitti, "cdspn_x32", loss={"type": "l2"})
+    config["model"]["init"] = str(path)
+    trainer = Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run")
+    assert all(torch.equal(v, source.state_dict()[k]) for k, v in trainer.model.state_dict().items())
+    wrong = copy.deepcopy(config)
+    wrong["model"]["kwargs"]["width"] = 16
+    with pytest.raises(ValueError, match="model.init"):
+        Trainer(TrainConfig.from_dict(wrong), out_dir=tmp_path / "run2")
