@@ -6,7 +6,6 @@ Stored with `torch.save` as plain containers and tensors only, so it loads with 
 from __future__ import annotations
 
 import pickle
-import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,7 +69,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
         raise FileNotFoundError(f"checkpoint not found: {path}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
-    except (pickle.UnpicklingError, zipfile.BadZipFile, RuntimeError, EOFError, OSError) as error:
+    except pickle.UnpicklingError as error:
+        # torch's own message advises weights_only=False, which would run code from the file: never do that.
+        raise CheckpointError(f"{path}: not a readable checkpoint: corrupt, not a torch file, or holding objects "
+                              f"other than tensors and plain containers (not loaded: that could run code)") from error
+    except Exception as error:  # noqa: BLE001 - a corrupt file can fail inside torch.load in many ways
         raise CheckpointError(f"{path}: not a readable checkpoint ({type(error).__name__}: {error})") from error
     if not isinstance(payload, dict) or payload.get("format") != FORMAT_NAME:
         raise CheckpointError(f"{path}: not a {FORMAT_NAME} file (a bare state_dict or another project's format?)")

@@ -263,9 +263,9 @@ class LSPKDNet(nn.Module):
         pad_right = -width % SIZE_MULTIPLE
         rgb = (rgb - self.rgb_mean) / self.rgb_std
         sparse = sparse / self.depth_scale
-        if pad_bottom or pad_right:
-            rgb = F.pad(rgb, (0, pad_right, 0, pad_bottom), mode="replicate")
-            sparse = F.pad(sparse, (0, pad_right, 0, pad_bottom), value=0.0)
+        # Always pad (a zero pad is a copy): a conditional pad would be frozen into a traced/exported graph.
+        rgb = F.pad(rgb, (0, pad_right, 0, pad_bottom), mode="replicate")
+        sparse = F.pad(sparse, (0, pad_right, 0, pad_bottom), value=0.0)
 
         rgb_skips, rgb_bottleneck = self.rgb_encoder(rgb)
         lidar_skips, lidar_bottleneck = self.lidar_encoder(sparse)
