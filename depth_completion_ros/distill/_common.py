@@ -34,6 +34,16 @@ def check_channels(tensor: torch.Tensor, expected: int, what: str) -> None:
         raise ValueError(f"{what} has {tensor.shape[1]} channels, the loss was built for {expected}")
 
 
+def check_feature_pair(teacher: torch.Tensor, student: torch.Tensor, teacher_channels: int,
+                       student_channels: int) -> None:
+    """The checks of a loss built for fixed channel counts: both [B, C, H, W], one batch, right channels."""
+    check_feature_map(teacher, "teacher features")
+    check_feature_map(student, "student features")
+    check_same_batch(teacher, student)
+    check_channels(teacher, teacher_channels, "teacher features")
+    check_channels(student, student_channels, "student features")
+
+
 def resize_to(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Bilinearly resize a [B, C, H, W] map to `size` = (H, W); returned unchanged when it already fits."""
     if tuple(tensor.shape[-2:]) == tuple(size):

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import EPS, check_channels, check_feature_map, check_same_batch, resize_to
+from ._common import EPS, check_channels, check_feature_map, check_feature_pair, check_same_batch, resize_to
 
 # (dy, dx) of the 8 neighbours in row-major order; index j of S follows this order.
 NEIGHBOUR_OFFSETS: tuple[tuple[int, int], ...] = (
@@ -148,11 +148,7 @@ class LSPKDLoss(nn.Module):
         self, teacher_features: torch.Tensor, student_features: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(weighted total, {"feature": unweighted term, "similarity": unweighted term})."""
-        check_feature_map(teacher_features, "teacher features")
-        check_feature_map(student_features, "student features")
-        check_same_batch(teacher_features, student_features)
-        check_channels(teacher_features, self.teacher_channels, "teacher features")
-        check_channels(student_features, self.student_channels, "student features")
+        check_feature_pair(teacher_features, student_features, self.teacher_channels, self.student_channels)
         size = tuple(teacher_features.shape[-2:])
         adapted = resize_to(self.adapt(student_features), size)
         feature_term = F.mse_loss(adapted, teacher_features.detach())

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._common import EPS, check_channels, check_feature_map, check_same_batch, resize_to
+from ._common import EPS, check_feature_map, check_feature_pair, check_same_batch, resize_to
 
 
 def spatial_similarity(features: torch.Tensor) -> torch.Tensor:
@@ -104,11 +104,7 @@ class GlobalSimilarityLoss(nn.Module):
         self, teacher_features: torch.Tensor, student_features: torch.Tensor
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
         """(weighted total, {"spatial", "channel", "batch": unweighted terms}); zero-weight terms are skipped."""
-        check_feature_map(teacher_features, "teacher features")
-        check_feature_map(student_features, "student features")
-        check_same_batch(teacher_features, student_features)
-        check_channels(teacher_features, self.teacher_channels, "teacher features")
-        check_channels(student_features, self.student_channels, "student features")
+        check_feature_pair(teacher_features, student_features, self.teacher_channels, self.student_channels)
         teacher = teacher_features.detach()
         student = resize_to(student_features, tuple(teacher.shape[-2:]))
         terms: dict[str, torch.Tensor] = {}
