@@ -489,8 +489,8 @@ def prune_test(
        the layer name), evaluate, restore; record dRMSE in mm and relative to the baseline.
     3. Verdict per layer with `decide_verdict` (the thresholds are fractions of the baseline RMSE; defaults
        and the exact rule in `PruneThresholds`), and a proposed channel count (`propose_channels`).
-    The model is evaluated in eval mode on `device` (it stays on that device; its train/eval mode is
-    restored); its weights are not modified. Layers that never run in the forward pass are left out.
+    The model is evaluated in eval mode on `device` (it stays on that device; its train/eval mode and
+    memory layout are restored); its weights are not modified. Layers that never run in the forward pass are left out.
     Raises ValueError for a bad fraction, an unknown layer name, or frames without ground truth.
     """
     from ..inference import Engine
@@ -513,6 +513,9 @@ def prune_test(
         raise ValueError(f"unknown layer(s) {', '.join(unknown)}; prunable layers: {', '.join(all_units)}")
 
     was_training = model.training
+    # The engine may convert the weights to channels-last; a model that came in contiguous leaves so
+    # (the values never change, but the memory layout picks other kernels and rounding).
+    was_contiguous = all(p.is_contiguous() for p in model.parameters() if p.dim() == 4)
     engine = Engine.from_model(model, device=device, precision=precision)  # eval mode, on `device`
     batches = _ValidationBatches(dataset, batch_size, limit, num_workers=num_workers)
 
@@ -570,4 +573,6 @@ def prune_test(
         ))
         LOGGER.debug("%s: RMSE %.1f mm (%+.2f %%) -> %s", name, rmse, relative * 100, verdict)
     model.train(was_training)
+    if was_contiguous:
+        model.to(memory_format=torch.contiguous_format)
     return report
