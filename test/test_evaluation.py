@@ -117,3 +117,25 @@ def test_frames_that_cannot_be_processed_are_counted_not_fatal(synthetic_kitti, 
     summary = evaluate_bag(val_bag, processor, tmp_path / "a", lidar_to_camera=behind, progress=False, panels=0)
     assert summary["frames_processed"] == 2
     assert all(float(r) == 0 for r in [summary["frames_dropped"]])
+
+
+def test_demo_runs_the_whole_chain_and_reports_model_and_baseline(checkpoint, tmp_path, capsys):
+    out = tmp_path / "demo"
+    assert dcros(["demo", "--out", str(out), "--frames", "1", "--model", str(checkpoint), "--device", "cpu"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    assert summary["model"]["frames_scored"] == summary["baseline"]["frames_scored"] == 1
+    assert summary["baseline"]["name"] == "baseline:morphological"
+    report = json.loads((out / "report" / "metrics.json").read_text())
+    assert report["rmse_mm"] == pytest.approx(summary["model"]["rmse_mm"])
+    assert (out / "bag" / "metadata.yaml").is_file() and list((out / "report" / "panels").glob("*.png"))
+    printed = capsys.readouterr().out
+    assert "baseline:morphological" in printed and str(out / "report" / "metrics.json") in printed
+    # A second run replaces its own folder; a folder the demo did not make is refused.
+    assert dcros(["demo", "--out", str(out), "--frames", "1", "--model", str(checkpoint), "--device", "cpu",
+                  "--baseline", "none"]) == 0
+    assert "baseline" not in json.loads((out / "summary.json").read_text())
+    foreign = tmp_path / "mine"
+    foreign.mkdir()
+    (foreign / "notes.txt").write_text("keep me")
+    assert dcros(["demo", "--out", str(foreign), "--model", str(checkpoint)]) == 2
+    assert (foreign / "notes.txt").read_text() == "keep me"
