@@ -12,7 +12,6 @@ from depth_completion_ros.data.synth.writer import (
     format_summary,
     format_timestamp,
     generate_dataset,
-    parse_timestamp,
     summarize_dataset,
 )
 
@@ -23,6 +22,5 @@ __all__ = [
     "format_summary",
     "format_timestamp",
     "generate_dataset",
-    "parse_timestamp",
     "summarize_dataset",
 ]

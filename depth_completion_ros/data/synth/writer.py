@@ -49,17 +49,6 @@ def format_timestamp(nanoseconds: int) -> str:
     return f"{moment:%Y-%m-%d %H:%M:%S}.{fraction:09d}"
 
 
-def parse_timestamp(text: str) -> float:
-    """Seconds since 2000-01-01 12:00 of a KITTI timestamp line (nanosecond digits kept exactly)."""
-    stamp, _, fraction = text.strip().partition(".")
-    try:
-        moment = _dt.datetime.strptime(stamp, "%Y-%m-%d %H:%M:%S")
-        nanos = int(fraction.ljust(9, "0")[:9]) if fraction else 0
-    except ValueError as error:
-        raise ValueError(f"not a KITTI timestamp (YYYY-MM-DD HH:MM:SS.fffffffff): {text.strip()!r}") from error
-    return (moment - _START).total_seconds() + nanos * 1e-9
-
-
 def _frame_rng(seed: int, drive: int, frame: int, purpose: int) -> np.random.Generator:
     # SeedSequence entropy must be non-negative: neighbour frames before the first one are offset.
     return np.random.default_rng([int(seed), int(drive), int(frame) + 1_000_000, int(purpose)])
