@@ -135,7 +135,10 @@ class FrameProcessor:
         start = time.perf_counter()
         roi_top = camera.height - min(int(opts.roi_height), camera.height) if opts.roi == "bottom" else 0
         device = getattr(self.engine, "device", torch.device("cpu"))
-        rgb_tensor = torch.from_numpy(np.ascontiguousarray(rgb[roi_top:])).to(device, non_blocking=True)
+        rgb_roi = np.ascontiguousarray(rgb[roi_top:])
+        if not rgb_roi.flags.writeable:  # a zero-copy view of a message buffer: torch wraps only writable memory
+            rgb_roi = rgb_roi.copy()
+        rgb_tensor = torch.from_numpy(rgb_roi).to(device, non_blocking=True)
         rgb_tensor = rgb_tensor.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
         sparse_tensor = torch.from_numpy(np.ascontiguousarray(sparse[roi_top:])).to(device)[None, None]
         timings["conversion"] += _ms_since(start)

@@ -109,14 +109,35 @@ def test_bag_without_the_named_topic_or_messages_is_refused(val_bag, processor, 
         evaluate_bag(empty, processor, tmp_path / "out", progress=False)
 
 
-def test_frames_that_cannot_be_processed_are_counted_not_fatal(synthetic_kitti, val_bag, processor, tmp_path):
-    """A wrong LiDAR->camera transform that puts every point behind the camera still runs: the frames are
-    processed from no LiDAR at all; a camera model whose size disagrees with the images drops every frame,
-    which is an error naming the cause."""
-    behind = np.diag([1.0, 1.0, -1.0, 1.0])
-    summary = evaluate_bag(val_bag, processor, tmp_path / "a", lidar_to_camera=behind, progress=False, panels=0)
-    assert summary["frames_processed"] == 2
-    assert all(float(r) == 0 for r in [summary["frames_dropped"]])
+def _wall_bag(path, frames):
+    """A bag of small synthetic wall frames; `frames` lists, per frame, the CameraInfo size (None = right)."""
+    from depth_completion_ros.ros.synthetic import wall_frame
+
+    with open_bag_writer(path) as bag:
+        for topic, msgtype in (("/image", "sensor_msgs/msg/Image"), ("/info", "sensor_msgs/msg/CameraInfo"),
+                               ("/points", "sensor_msgs/msg/PointCloud2")):
+            bag.add_topic(topic, msgtype)
+        for index, info_size in enumerate(frames):
+            stamp = 1_000_000_000 + index * 100_000_000
+            frame = wall_frame(bag.types, stamp, width=48, height=32, camera_info_size=info_size)
+            for topic, msg in (("/image", frame.image), ("/info", frame.camera_info), ("/points", frame.cloud)):
+                bag.write(topic, stamp, msg)
+    return frame.lidar_to_camera
+
+
+def test_frames_that_cannot_be_processed_are_counted_not_fatal(processor, tmp_path):
+    """An image whose size disagrees with its CameraInfo drops that frame, counted by reason; the others
+    are processed. A bag in which no frame can be processed is an error naming the first cause."""
+    topics = BagTopics(image="/image", camera_info="/info", points="/points", ground_truth=None)
+    transform = _wall_bag(tmp_path / "mixed", [None, (40, 32), None])
+    summary = evaluate_bag(tmp_path / "mixed", processor, tmp_path / "mixed_report", topics=topics,
+                           lidar_to_camera=transform, panels=0, progress=False)
+    assert summary["frames_processed"] == 2 and summary["frames_without_gt"] == 2
+    assert summary["drops"] == {"ValueError": 1} and summary["frames_dropped"] == 1
+    _wall_bag(tmp_path / "broken", [(40, 32), (40, 32)])
+    with pytest.raises(ValueError, match=r"no frame could be processed .*48x32.*40x32"):
+        evaluate_bag(tmp_path / "broken", processor, tmp_path / "broken_report", topics=topics,
+                     lidar_to_camera=transform, panels=0, progress=False)
 
 
 def test_demo_runs_the_whole_chain_and_reports_model_and_baseline(checkpoint, tmp_path, capsys):
