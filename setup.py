@@ -39,6 +39,7 @@ setup(
         "tqdm>=4.60",
         "pillow>=9.0",
         "matplotlib>=3.5",
+        "scipy>=1.9",
         "torch>=2.1",
         "rosbags>=0.11",
         "onnx>=1.15",
