@@ -16,14 +16,6 @@ HEIGHT, WIDTH = 37, 50      # not a multiple of any stride: exercises the models
 SMALL_KWARGS = {"iterations": 1}  # a non-default argument, so the round trip must carry kwargs
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """Tiny inputs gain nothing from threads, and on a busy machine thread hand-offs dominate the time."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _seeded_model(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     torch.manual_seed(seed)

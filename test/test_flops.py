@@ -12,14 +12,6 @@ from depth_completion_ros.models import build_model, describe_model, list_models
 from depth_completion_ros.models.flops import count_flops, count_parameters
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: one thread is fastest, and immune to other processes on the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 class RGBLayer(nn.Module):
     """A single layer applied to the RGB input, behind the models' (rgb, sparse) interface."""

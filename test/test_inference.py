@@ -26,14 +26,6 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback where CUDA is absent")
 
 
-@pytest.fixture(scope="module", autouse=True)
-def single_torch_thread():
-    """Tiny inputs gain nothing from threads, and on a busy machine thread hand-offs dominate the time."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 def _frame(seed: int = 0, height: int = HEIGHT, width: int = WIDTH) -> tuple[np.ndarray, np.ndarray]:
     """uint8 RGB (H,W,3) and float32 sparse depth (H,W) with ~10 % of pixels measured."""

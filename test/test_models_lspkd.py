@@ -22,14 +22,6 @@ PAPER_GFLOPS_912x220 = {"lspkd_teacher": 349.36, "lspkd_student": 59.22}
 HEIGHT, WIDTH = 37, 50  # not a multiple of 32: exercises the internal padding
 
 
-@pytest.fixture(autouse=True, scope="module")
-def single_thread():
-    """These tensors are tiny: one thread is fastest, and immune to other processes on the cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
 
 def _meta_model(name: str) -> nn.Module:
     with torch.device("meta"):  # shapes only: counting needs no weights

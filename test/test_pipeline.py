@@ -1,7 +1,6 @@
 """FrameProcessor: one path from (rgb, points) or messages to dense depth, with its options and errors."""
 import numpy as np
 import pytest
-import torch
 from rosbags.typesys import Stores, get_typestore
 
 from depth_completion_ros.data import messages

@@ -49,15 +49,6 @@ def _state(model):
     return {k: v.detach().clone() for k, v in model.state_dict().items()}
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The networks here are tiny: one thread is faster than several competing for shared cores."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def validation(synthetic_kitti):
     return KittiDepthCompletion(synthetic_kitti, "val_selection_cropped", crop=CROP)

@@ -27,15 +27,6 @@ TINY_KWARGS = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Two busy cores: more intra-op threads only contend."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def tiny_config(root: Path, model: str = "cdspn_x32", **sections) -> dict:
     """A config dict for a few steps at 32x64 on the synthetic fixture (sections override by key)."""
     config = {
