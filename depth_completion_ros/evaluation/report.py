@@ -142,7 +142,7 @@ def save_panel(path: Path, rgb: np.ndarray, sparse: np.ndarray, pred: np.ndarray
         ax.axis("off")
     if title:
         fig.suptitle(title, fontsize=10)
-    fig.tight_layout()
+    fig.tight_layout(rect=(0, 0, 1, 0.97) if title else None)  # leave the title its own line
     fig.savefig(path, dpi=80)
     plt.close(fig)
 
