@@ -288,3 +288,19 @@ def test_onnx_export_with_dynamic_size_matches_torch(tmp_path):
         torch_depth = model.eval()(rgb, sparse).numpy()
     assert onnx_depth.shape == (2, 1, 37, 50)
     np.testing.assert_allclose(onnx_depth, torch_depth, rtol=1e-4, atol=1e-3)
+
+
+def test_propagation_gradients_match_autograd_through_the_plain_sum():
+    """The hand-written backward of the tap sum gives the gradients autograd computes through the loop."""
+    from depth_completion_ros.models.dacspn import _WeightedTapSum, _tap_slices, _weighted_tap_sum
+
+    generator = torch.Generator().manual_seed(3)
+    taps = _tap_slices(5, 2)
+    padded = torch.rand(2, 1, 7 + 8, 9 + 8, generator=generator, dtype=torch.float64, requires_grad=True)
+    weights = torch.rand(2, 24, 7, 9, generator=generator, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda p, w: _WeightedTapSum.apply(p, w, taps), (padded, weights))
+    upstream = torch.rand(2, 1, 7, 9, generator=generator, dtype=torch.float64)
+    custom = torch.autograd.grad((_WeightedTapSum.apply(padded, weights, taps) * upstream).sum(), (padded, weights))
+    plain = torch.autograd.grad((_weighted_tap_sum(padded, weights, taps) * upstream).sum(), (padded, weights))
+    for ours, reference in zip(custom, plain):
+        torch.testing.assert_close(ours, reference)

@@ -105,13 +105,47 @@ def propagate(initial: torch.Tensor, anchor: torch.Tensor, raw_affinity: torch.T
     depth = initial
     for _ in range(iterations):
         padded = F.pad(depth, (radius, radius, radius, radius), mode="replicate")
-        # Shifted views of the padded depth, one multiply-add per tap: the same sum as convolving with the
-        # one-hot kernels (or unfold), without materialising a k*k-channel copy of the depth map.
-        accumulated = anchor_term
-        for tap, (rows, cols) in enumerate(taps):
-            accumulated = torch.addcmul(accumulated, neighbour_weights[:, tap:tap + 1], padded[:, :, rows, cols])
-        depth = reinject_sparse(accumulated, sparse, valid)
+        if torch.is_grad_enabled() and (padded.requires_grad or neighbour_weights.requires_grad):
+            neighbour_sum = _WeightedTapSum.apply(padded, neighbour_weights, taps)
+        else:
+            neighbour_sum = _weighted_tap_sum(padded, neighbour_weights, taps)
+        depth = reinject_sparse(anchor_term + neighbour_sum, sparse, valid)
     return depth
+
+
+def _weighted_tap_sum(padded: torch.Tensor, weights: torch.Tensor, taps) -> torch.Tensor:
+    """sum_j weights[:, j] * (padded shifted by tap j): one multiply-add per tap on shifted views, the same
+    sum as convolving with one-hot kernels or as `unfold`, without a k*k-channel copy of the depth map."""
+    rows, cols = taps[0]
+    total = weights[:, :1] * padded[:, :, rows, cols]
+    for tap, (rows, cols) in enumerate(taps[1:], start=1):
+        total = torch.addcmul(total, weights[:, tap:tap + 1], padded[:, :, rows, cols])
+    return total
+
+
+class _WeightedTapSum(torch.autograd.Function):
+    """`_weighted_tap_sum` with a hand-written backward. Autograd through the tap loop would keep one
+    partial sum per tap and allocate a zero-filled copy of the padded map for every slice's gradient
+    (k*k of them per iteration); here the backward writes both gradients tap by tap into one buffer each.
+    Inference and export take the plain function (no autograd), so the graph holds only standard ops."""
+
+    @staticmethod
+    def forward(ctx, padded, weights, taps):
+        ctx.save_for_backward(padded, weights)
+        ctx.taps = taps
+        return _weighted_tap_sum(padded, weights, taps)
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        padded, weights = ctx.saved_tensors
+        grad_padded = torch.zeros_like(padded) if ctx.needs_input_grad[0] else None
+        grad_weights = torch.empty_like(weights) if ctx.needs_input_grad[1] else None
+        for tap, (rows, cols) in enumerate(ctx.taps):
+            if grad_weights is not None:
+                torch.mul(grad_output, padded[:, :, rows, cols], out=grad_weights[:, tap:tap + 1])
+            if grad_padded is not None:
+                grad_padded[:, :, rows, cols].addcmul_(grad_output, weights[:, tap:tap + 1])
+        return grad_padded, grad_weights, None
 
 
 def _tap_slices(kernel_size: int, dilation: int) -> list[tuple[slice, slice]]:
