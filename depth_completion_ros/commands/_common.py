@@ -17,12 +17,17 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
+    from ..pipeline import ROI_CHOICES, PipelineOptions  # numpy only: keeps `dcros --help` fast
+
+    defaults = PipelineOptions()
     group = parser.add_argument_group("pipeline")
-    group.add_argument("--min-depth", type=float, default=0.1, help="metres; nearer LiDAR points are dropped")
-    group.add_argument("--max-depth", type=float, default=120.0, help="metres; farther points are dropped")
-    group.add_argument("--roi", default="full", choices=("full", "bottom"),
+    group.add_argument("--min-depth", type=float, default=defaults.min_depth,
+                       help="metres; nearer LiDAR points are dropped (default: %(default)s)")
+    group.add_argument("--max-depth", type=float, default=defaults.max_depth,
+                       help="metres; farther points are dropped (default: %(default)s)")
+    group.add_argument("--roi", default=defaults.roi, choices=ROI_CHOICES,
                        help="run the network on the whole image or on its bottom --roi-height rows")
-    group.add_argument("--roi-height", type=int, default=352)
+    group.add_argument("--roi-height", type=int, default=defaults.roi_height)
 
 
 def engine_from_args(args):
