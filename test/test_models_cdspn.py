@@ -52,6 +52,54 @@ def test_width_multiplier_scales_every_hidden_layer():
     assert wide.rgb_init.depthwise.in_channels == 4 and wide.depth_init.depthwise.in_channels == 2
 
 
+# Table 3.2's in/out channels at x32 (merged cells resolved as the module docstring says).
+THESIS_CHANNELS_X32 = {
+    "rgb_init": (4, 32), "rgb_e1": (32, 32), "rgb_e2": (32, 32), "rgb_e2_2": (32, 32), "rgb_e3": (32, 64),
+    "rgb_e4": (64, 64), "rgb_e4_2": (64, 64), "rgb_e5": (64, 128), "rgb_e6": (128, 128), "rgb_e7": (128, 256),
+    "rgb_e8": (256, 256), "rgb_d1": (256, 128), "rgb_d2": (128, 64), "rgb_d3": (64, 32), "rgb_d4": (32, 32),
+    "rgb_d5": (32, 2), "depth_init": (2, 32), "depth_e1": (32, 32), "depth_e2": (32, 32), "depth_e2_2": (32, 32),
+    "depth_e3": (64, 64), "depth_e4": (64, 64), "depth_e5": (128, 128), "depth_e6": (128, 128),
+    "depth_d1": (256, 64), "depth_d2": (64, 32), "depth_d3": (32, 32), "depth_d4": (32, 2),
+}
+
+
+def test_wiring_gives_table_3_2_channels():
+    model = CDSPN(width=32)
+    for name, (c_in, c_out) in THESIS_CHANNELS_X32.items():
+        block = getattr(model, name)
+        assert (block.depthwise.in_channels, block.pointwise.out_channels) == (c_in, c_out), name
+
+
+def test_channel_overrides_rewire_the_readers_and_train():
+    channels = {"rgb_e7": 96, "rgb_e8": 80, "depth_e4": 24, "depth_d1": 24, "depth_e5": 40, "rgb_d2": 48,
+                "rgb_e4_2": 48}
+    model = build_model("cdspn_x32", channels=channels, iterations=1)
+    assert model.rgb_e7.pointwise.out_channels == 96 and model.rgb_e8.depthwise.in_channels == 96
+    assert model.rgb_d1.depthwise.in_channels == 80
+    assert model.depth_e5.depthwise.in_channels == 48 + 24  # concatenation of rgb_d2 + rgb_e4_2 and depth_e4
+    assert model.depth_e6.depthwise.in_channels == 40 and model.depth_d2.depthwise.in_channels == 24
+    assert model.rgb_e5.depthwise.in_channels == 48
+    assert count_parameters(model) < count_parameters(CDSPN(width=32, iterations=1))
+    rgb, sparse = make_inputs(batch=1, height=33, width=47)
+    depth = model(rgb, sparse)
+    assert depth.shape == (1, 1, 33, 47)
+    depth.mean().backward()
+    assert model.rgb_e8.pointwise.weight.grad is not None
+
+
+def test_channel_overrides_are_checked():
+    with pytest.raises(ValueError, match="depth_d1 \\(64\\) and depth_e4 \\(16\\) are added together"):
+        CDSPN(channels={"depth_e4": 16})
+    with pytest.raises(ValueError, match="unknown layer 'rgb_e9'"):
+        CDSPN(channels={"rgb_e9": 16})
+    with pytest.raises(ValueError, match="rgb_d5 is a prediction head"):
+        CDSPN(channels={"rgb_d5": 4})
+    with pytest.raises(ValueError, match="rgb_e3 must be a positive integer"):
+        CDSPN(channels={"rgb_e3": 0})
+    with pytest.raises(ValueError, match="channels must be a mapping"):
+        CDSPN(channels=[("rgb_e3", 8)])
+
+
 def test_separable_block_parameter_count_by_hand():
     # depth-wise 8*3*3 + point-wise 8*16 + BatchNorm (weight, bias) 2*16
     assert count_parameters(SeparableConvBlock(8, 16, 3)) == 72 + 128 + 32
@@ -256,6 +304,12 @@ def test_checkpoint_round_trip(tmp_path):
     assert checkpoint.architecture == "cdspn_x32" and checkpoint.kwargs == {"width": 8, "iterations": 2}
     with torch.no_grad():
         assert torch.equal(model(rgb, sparse), loaded(rgb, sparse))
+    # A network with per-layer channels rebuilds from its checkpoint alone.
+    pruned = build_model("cdspn_x32", width=8, iterations=2, channels={"rgb_e7": 5, "rgb_e8": 7}).eval()
+    loaded, checkpoint = load_model(save_checkpoint(tmp_path / "pruned.pt", pruned))
+    assert checkpoint.kwargs["channels"] == {"rgb_e7": 5, "rgb_e8": 7}
+    with torch.no_grad():
+        assert torch.equal(pruned(rgb, sparse), loaded.eval()(rgb, sparse))
 
 
 class DepthOnly(nn.Module):

@@ -252,8 +252,20 @@ def test_cli_writes_one_row_per_layer(tmp_path, synthetic_kitti, subset_report, 
         assert tuple(by_layer[result.layer]["pruned_channels"]) == result.pruned_channels
 
     proposal = yaml.safe_load((out / "proposed_channels.yaml").read_text())
-    assert list(proposal["channels"]) == list(LAYER_NAMES)
-    assert proposal["current_channels"]["rgb_e8"] == 64 and proposal["channels"]["rgb_d5"] == 2
+    assert list(proposal["per_layer_proposals"]) == list(LAYER_NAMES)
+    assert proposal["current_channels"]["rgb_e8"] == 64 and proposal["per_layer_proposals"]["rgb_d5"] == 2
+    # `channels` is the architecture's keyword: heads left out, the terms of every sum equal (the largest
+    # proposal of the pair), every other layer its own proposal; the proposed network builds and runs.
+    channels = proposal["channels"]
+    assert "rgb_d5" not in channels and "depth_d4" not in channels
+    for first, second in model.tied_channel_groups():
+        assert channels[first] == channels[second] == max(proposal["per_layer_proposals"][first],
+                                                          proposal["per_layer_proposals"][second])
+    tied = {layer for group in model.tied_channel_groups() for layer in group}
+    for layer in set(channels) - tied:
+        assert channels[layer] == proposal["per_layer_proposals"][layer]
+    proposed = build_model("cdspn_x32", **{**proposal["arch_kwargs"], "channels": channels})
+    assert proposed(torch.rand(1, 3, 32, 48), torch.zeros(1, 1, 32, 48)).shape == (1, 1, 32, 48)
     markdown = (out / "prune_test.md").read_text()
     assert sum(line.startswith("| ") for line in markdown.splitlines()) == 1 + 1 + 28  # header, baseline, layers
 

@@ -104,16 +104,55 @@ DEPTH_LAYERS = (
     ("depth_d3", 3, 1, 32, 32, True),
     ("depth_d4", 3, 1, 32, 2, False),
 )
-FIXED_INPUT_LAYERS = {"rgb_init", "depth_init"}
+FIXED_INPUT_LAYERS = {"rgb_init": 4, "depth_init": 2}  # RGB + sparse depth; sparse + colour-branch depth
 OUTPUT_LAYERS = {"rgb_d5", "depth_d4"}
 LAYER_NAMES = tuple(spec[0] for spec in COLOR_LAYERS + DEPTH_LAYERS)
-# Guidance features per scale, in units of the base width (see the module docstring).
-GUIDANCE_WIDTH_UNITS = {1: 2, 2: 2, 4: 4, 8: 8}
+# What each layer reads: the out channels of these layers, concatenated (forward() below). A layer that
+# reads a sum (e.g. rgb_d2 reads rgb_d1 + rgb_e6) lists one term; the terms are tied by TIED_LAYERS.
+LAYER_INPUTS = {
+    "rgb_e1": ("rgb_init",), "rgb_e2": ("rgb_e1",), "rgb_e2_2": ("rgb_e2",), "rgb_e3": ("rgb_e2_2",),
+    "rgb_e4": ("rgb_e3",), "rgb_e4_2": ("rgb_e4",), "rgb_e5": ("rgb_e4_2",), "rgb_e6": ("rgb_e5",),
+    "rgb_e7": ("rgb_e6",), "rgb_e8": ("rgb_e7",), "rgb_d1": ("rgb_e8",), "rgb_d2": ("rgb_d1",),
+    "rgb_d3": ("rgb_d2",), "rgb_d4": ("rgb_d3",), "rgb_d5": ("rgb_d4",),
+    "depth_e1": ("depth_init",), "depth_e2": ("depth_e1",), "depth_e2_2": ("depth_e2",),
+    "depth_e3": ("rgb_d3", "depth_e2_2"), "depth_e4": ("depth_e3",), "depth_e5": ("rgb_d2", "depth_e4"),
+    "depth_e6": ("depth_e5",), "depth_d1": ("rgb_d1", "depth_e6"), "depth_d2": ("depth_d1",),
+    "depth_d3": ("depth_d2",), "depth_d4": ("depth_d3",),
+}
+# Layers whose outputs are added together, so their channel counts must agree.
+TIED_LAYERS = (("rgb_d1", "rgb_e6"), ("rgb_d2", "rgb_e4_2"), ("rgb_d3", "rgb_e2_2"), ("rgb_d4", "rgb_init"),
+               ("depth_d1", "depth_e4"), ("depth_d2", "depth_e2_2"))
+# DA-CSPN++ guidance per scale (see the module docstring): colour and depth features, concatenated.
+GUIDANCE_INPUTS = {1: ("rgb_d4", "depth_d3"), 2: ("rgb_d3", "depth_d2"), 4: ("rgb_d2", "depth_d1"),
+                   8: ("rgb_d1", "depth_e6")}
 
 
 def scaled_channels(channels_at_32: int, width: int) -> int:
     """Channel count of a Table 3.2 layer at another width (x32 -> width)."""
     return max(1, int(round(channels_at_32 * width / BASE_WIDTH)))
+
+
+def layer_channels(width: int = BASE_WIDTH, channels: dict | None = None) -> "OrderedDict[str, tuple[int, int]]":
+    """{layer: (in channels, out channels)} at `width`, with `channels` ({layer: out channels}) overriding
+    the width-scaled counts; the inputs follow from the wiring. Raises ValueError naming the layer for an
+    unknown or fixed layer, a count below 1, or two added layers whose counts differ."""
+    channels = dict(channels or {})
+    for name, count in channels.items():
+        if name not in LAYER_NAMES:
+            raise ValueError(f"channels: unknown layer {name!r}; layers are {', '.join(LAYER_NAMES)}")
+        if name in OUTPUT_LAYERS:
+            raise ValueError(f"channels: {name} is a prediction head with 2 fixed outputs (depth, confidence)")
+        if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+            raise ValueError(f"channels: {name} must be a positive integer, got {count!r}")
+    out = {}
+    for name, _, _, _, c_out, _ in COLOR_LAYERS + DEPTH_LAYERS:
+        out[name] = c_out if name in OUTPUT_LAYERS else channels.get(name, scaled_channels(c_out, width))
+    for first, second in TIED_LAYERS:
+        if out[first] != out[second]:
+            raise ValueError(f"channels: {first} ({out[first]}) and {second} ({out[second]}) are added together "
+                             f"and need the same channel count")
+    return OrderedDict((name, (FIXED_INPUT_LAYERS.get(name) or sum(out[s] for s in LAYER_INPUTS[name]), out[name]))
+                       for name in LAYER_NAMES)
 
 
 class CDSPN(nn.Module):
@@ -122,29 +161,33 @@ class CDSPN(nn.Module):
     width: the global multiplier, the channel count C of the first layers (32, 64, 96 in the thesis).
     iterations, dilations, kernel_sizes: of the DA-CSPN++ refinement (see `dacspn.DACSPN`).
     depth_scale: metres per network depth unit (sparse input is divided by it, depth heads multiplied).
+    channels: {layer name: out channels} overriding single layers (e.g. the proposal of the random layer
+        pruning test); layers added together (TIED_LAYERS) must agree, prediction heads stay at 2.
     """
 
     def __init__(self, width: int = 32, iterations: int = 6, dilations=(2, 1), kernel_sizes=(3, 5, 7),
-                 depth_scale: float = DEFAULT_DEPTH_SCALE):
+                 depth_scale: float = DEFAULT_DEPTH_SCALE, channels: dict | None = None):
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, got {width!r}")
         if not (isinstance(depth_scale, (int, float)) and depth_scale > 0):
             raise ValueError(f"depth_scale must be a positive number of metres, got {depth_scale!r}")
+        if channels is not None and not isinstance(channels, dict):
+            raise ValueError(f"channels must be a mapping of layer name to channel count, got {channels!r}")
         self.width = width
         self.depth_scale = float(depth_scale)
-        for name, kernel, stride, c_in, c_out, decoder in COLOR_LAYERS + DEPTH_LAYERS:
-            c_in = c_in if name in FIXED_INPUT_LAYERS else scaled_channels(c_in, width)
-            c_out = c_out if name in OUTPUT_LAYERS else scaled_channels(c_out, width)
+        sizes = layer_channels(width, channels)
+        for name, kernel, stride, _, _, decoder in COLOR_LAYERS + DEPTH_LAYERS:
+            c_in, c_out = sizes[name]
             residual = stride == 1 and c_in == c_out and name not in OUTPUT_LAYERS
             setattr(self, name, SeparableConvBlock(c_in, c_out, kernel, stride, upsample=decoder,
                                                    residual=residual, output_layer=name in OUTPUT_LAYERS))
-        unknown = sorted(set(dilations) - set(GUIDANCE_WIDTH_UNITS)) if dilations else []
+        unknown = sorted(set(dilations) - set(GUIDANCE_INPUTS)) if dilations else []
         if unknown:
             raise ValueError(f"dilations {unknown} have no backbone features; use values from "
-                             f"{sorted(GUIDANCE_WIDTH_UNITS)}")
-        feature_channels = {scale: scaled_channels(units * BASE_WIDTH, width)
-                            for scale, units in GUIDANCE_WIDTH_UNITS.items()}
+                             f"{sorted(GUIDANCE_INPUTS)}")
+        feature_channels = {scale: sum(sizes[layer][1] for layer in layers)
+                            for scale, layers in GUIDANCE_INPUTS.items()}
         self.refinement = DACSPN(feature_channels, kernel_sizes=kernel_sizes, dilations=dilations,
                                  iterations=iterations)
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
@@ -156,6 +199,11 @@ class CDSPN(nn.Module):
         Masking output channels of that conv disables filters of the layer; note that its BatchNorm
         then still adds a per-channel constant, and the output heads (rgb_d5, depth_d4) carry a bias."""
         return OrderedDict((name, getattr(self, name).pointwise) for name in LAYER_NAMES)
+
+    @staticmethod
+    def tied_channel_groups() -> tuple[tuple[str, ...], ...]:
+        """Layers whose outputs are added together and so must keep equal channel counts."""
+        return TIED_LAYERS
 
     def backbone_parameters(self) -> Iterator[nn.Parameter]:
         """Parameters of the two branches (first training stage)."""

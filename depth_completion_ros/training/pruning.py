@@ -286,6 +286,7 @@ class PruneReport:
     grow_factor: float
     layers: list[LayerResult] = field(default_factory=list)
     supports_channel_overrides: bool = False
+    tied_groups: tuple[tuple[str, ...], ...] = ()  # layers added together: their counts must agree
 
     def row(self, layer: str) -> LayerResult:
         """The result of one layer by name."""
@@ -297,6 +298,19 @@ class PruneReport:
     def proposed_configuration(self) -> "OrderedDict[str, int]":
         """{layer: proposed out channels}, in test order."""
         return OrderedDict((r.layer, r.proposed_channels) for r in self.layers)
+
+    def model_channels(self) -> "OrderedDict[str, int]":
+        """The proposal as the architecture's `channels` keyword: every layer that is not a fixed head, each
+        group of layers that are added together raised to the largest proposal in it (Algorithm 1's
+        "maintain residual connections": shrinking one term of a sum alone would not fit)."""
+        proposed = OrderedDict((r.layer, r.proposed_channels) for r in self.layers if not r.fixed)
+        for group in self.tied_groups:
+            members = [layer for layer in group if layer in proposed]
+            if members:
+                largest = max(proposed[layer] for layer in members)
+                for layer in members:
+                    proposed[layer] = largest
+        return proposed
 
     def current_configuration(self) -> "OrderedDict[str, int]":
         """{layer: current out channels}, in test order."""
@@ -358,6 +372,8 @@ class PruneReport:
             "layers": [{**asdict(r), "pruned": r.pruned, "pruned_channels": list(r.pruned_channels)}
                        for r in self.layers],
             "proposed_channels": dict(self.proposed_configuration()),
+            "tied_groups": [list(group) for group in self.tied_groups],
+            "model_channels": dict(self.model_channels()) if self.supports_channel_overrides else None,
         }
 
     def to_yaml(self) -> str:
@@ -365,7 +381,9 @@ class PruneReport:
         import yaml
 
         if self.supports_channel_overrides:
-            note = "# `channels` can be passed to the architecture as a model keyword argument."
+            note = ("# `channels` is the architecture's keyword argument: put it under model.kwargs of a training\n"
+                    "# config to train the proposed network. Layers that are added together take the largest\n"
+                    "# proposal of their group; `per_layer_proposals` holds each layer's own.")
         else:
             note = (f"# {self.architecture} takes no per-layer channel overrides: the counts below are a design\n"
                     f"# proposal to apply by hand (keeping the layers that are added together equal, as\n"
@@ -377,8 +395,12 @@ class PruneReport:
             "seed": self.seed,
             "thresholds": asdict(self.thresholds),
             "current_channels": dict(self.current_configuration()),
-            "channels": dict(self.proposed_configuration()),
         }
+        if self.supports_channel_overrides:
+            payload["per_layer_proposals"] = dict(self.proposed_configuration())
+            payload["channels"] = dict(self.model_channels())
+        else:
+            payload["channels"] = dict(self.proposed_configuration())
         header = "# Proposed channel configuration from the random layer pruning stability test.\n" + note + "\n"
         return header + yaml.safe_dump(payload, sort_keys=False)
 
@@ -553,6 +575,7 @@ def prune_test(
         baseline_rmse_mm=base_rmse, baseline_mae_mm=base_mae, images=int(baseline["images"]),
         fraction=fraction, seed=int(seed), thresholds=thresholds, shrink_factor=shrink_factor,
         grow_factor=grow_factor, supports_channel_overrides=_supports_channel_overrides(model),
+        tied_groups=tuple(tuple(g) for g in getattr(model, "tied_channel_groups", lambda: ())()),
     )
     from tqdm import tqdm
 
