@@ -32,15 +32,17 @@ from depth_completion_ros.data.image_io import write_depth_png  # noqa: E402
 from depth_completion_ros.data.kitti import SPLITS, KittiDepthCompletion  # noqa: E402
 from depth_completion_ros.evaluation.kitti_eval import prediction_name  # noqa: E402
 from depth_completion_ros.evaluation.metrics import DepthMetrics  # noqa: E402
+from depth_completion_ros.geometry import bottom_crop_offsets  # noqa: E402
 
 METHODS = ("sparse_devkit_filled", "sparse_measured_only", "nearest_fill", "morphological_fill")
 
 
 def score_baselines(data_root: str | Path, split: str = "val_selection_cropped", limit: int | None = None,
                     max_depth: float = 100.0, predictions_dir: str | Path | None = None,
-                    progress: bool = True) -> dict:
-    """Score every method over the first `limit` frames of `split` (all if None); optionally write the
-    morphological fill's predictions as KITTI 16-bit PNGs named as `dcros eval-kitti` names them.
+                    progress: bool = True, crop: tuple[int, int] | None = None) -> dict:
+    """Score every method over the first `limit` frames of `split` (all if None), on the bottom `crop`
+    (height, width) of each frame or the whole frame; optionally write the morphological fill's predictions
+    as KITTI 16-bit PNGs named as `dcros eval-kitti` names them.
     Returns {"frames": n, "methods": {method: DepthMetrics figures + fill timings}}."""
     from tqdm import tqdm
 
@@ -54,6 +56,9 @@ def score_baselines(data_root: str | Path, split: str = "val_selection_cropped",
 
     for index in tqdm(range(count), desc=f"baselines {split}", unit="frame", disable=not progress):
         _, sparse, gt, _ = dataset.load(index)
+        if crop is not None:
+            top, left = bottom_crop_offsets(*sparse.shape, *crop)
+            sparse, gt = (a[top:top + crop[0], left:left + crop[1]] for a in (sparse, gt))
         name = [dataset.frames[index].name]
         metrics["sparse_devkit_filled"].update(sparse, gt, names=name)
         metrics["sparse_measured_only"].update(sparse, gt, names=name)

@@ -32,6 +32,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_machine, write_json  # noqa: E402
+from baselines_kitti import score_baselines  # noqa: E402
 
 REPO = Path(__file__).resolve().parent.parent
 CONFIGS = REPO / "config" / "train"
@@ -174,20 +175,9 @@ def score_checkpoint(path: Path, test_root: Path, crop: tuple) -> dict:
 
 def score_fills(test_root: Path, crop: tuple) -> dict:
     """The classical no-learning fills on the same frames and crop."""
-    from depth_completion_ros.baselines import morphological_fill, nearest_fill
-    from depth_completion_ros.data.kitti import KittiDepthCompletion
-    from depth_completion_ros.evaluation.metrics import DepthMetrics
-
-    dataset = KittiDepthCompletion(test_root, "val", crop=crop, augment=False)
-    results = {}
-    for name, fill in (("nearest fill", nearest_fill), ("morphological fill", morphological_fill)):
-        metrics = DepthMetrics()
-        for index in range(len(dataset)):
-            item = dataset[index]
-            sparse = item["sparse"][0].numpy()
-            metrics.update(fill(sparse), item["gt"][0].numpy(), names=[item["name"]])
-        results[name] = {**metrics.compute(), "parameters": 0}
-    return results
+    methods = score_baselines(test_root, split="val", crop=crop, progress=False)["methods"]
+    return {label: {**methods[method], "parameters": 0}
+            for label, method in (("nearest fill", "nearest_fill"), ("morphological fill", "morphological_fill"))}
 
 
 def check_hypotheses(scores: dict) -> list[tuple[str, bool | None, str]]:
