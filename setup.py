@@ -45,7 +45,11 @@ setup(
         "onnx>=1.15",
         "onnxruntime>=1.17",
     ],
-    extras_require={"test": ["pytest>=7"]},
+    extras_require={
+        # colcon builds the ROS 2 workspace that the launch tests start the node from (test/ros/);
+        # flake8 is the project-wide lint (ament_flake8's checks, test/test_lint.py).
+        "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7"],
+    },
     zip_safe=True,
     entry_points={
         "console_scripts": [

@@ -1,7 +1,37 @@
-"""Shared fixtures."""
+"""Shared fixtures, and the guard that keeps ROS tests from skipping where ROS 2 is installed."""
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import pytest
+
+# Set by .ci/run once it has installed and sourced ROS 2: from then on a ROS test that skips (a broken
+# import, a missing package, no ament index) is a failure, so that it can never pass unnoticed as a skip.
+REQUIRE_ROS = os.environ.get("DCROS_REQUIRE_ROS", "") not in ("", "0")
+ROS_TEST_DIR = Path(__file__).parent / "ros"
+
+
+def _is_ros_test(path, keywords=()) -> bool:
+    return "ros" in keywords or ROS_TEST_DIR in Path(str(path)).parents
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_ROS and report.skipped and _is_ros_test(item.path, item.keywords):
+        report.outcome = "failed"
+        report.longrepr = f"ROS test skipped although DCROS_REQUIRE_ROS is set: {report.longrepr}"
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_make_collect_report(collector):
+    outcome = yield
+    report = outcome.get_result()
+    if REQUIRE_ROS and report.skipped and _is_ros_test(collector.path):
+        report.outcome = "failed"
+        report.longrepr = f"ROS test module skipped although DCROS_REQUIRE_ROS is set: {report.longrepr}"
 
 
 @pytest.fixture(scope="session")

@@ -119,6 +119,7 @@ class FrameWorker:
         self.poll_interval = float(poll_interval)
         self.processed = 0
         self._stop = threading.Event()
+        self._busy = threading.Event()
         # Not a daemon: shutdown stops and joins it, so no frame is cut off half-published.
         self._thread = threading.Thread(target=self._run, name=name, daemon=False)
 
@@ -136,6 +137,11 @@ class FrameWorker:
     @property
     def running(self) -> bool:
         return self._thread.is_alive()
+
+    @property
+    def busy(self) -> bool:
+        """True while the handler works on a frame."""
+        return self._busy.is_set()
 
     def _report(self, reason: str, error: BaseException) -> None:
         self.mailbox.drops.add(reason)
@@ -156,6 +162,7 @@ class FrameWorker:
             has_frame, frame = self.mailbox.take(timeout=self.poll_interval)
             if not has_frame or self._stop.is_set():
                 continue
+            self._busy.set()
             try:
                 self.handler(frame)
                 self.processed += 1
@@ -163,3 +170,5 @@ class FrameWorker:
                 self._report(dropped.reason, dropped)
             except Exception as error:  # noqa: BLE001 - bad frames and failed inference never end the node
                 self._report(self.error_reason, error)
+            finally:
+                self._busy.clear()

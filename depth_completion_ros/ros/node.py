@@ -20,7 +20,9 @@ inference are logged (throttled per reason) and counted as drops; the node keeps
 from __future__ import annotations
 
 import array
+import signal
 import sys
+import threading
 
 try:
     import rclpy
@@ -61,6 +63,8 @@ from .transforms import TransformResolver
 OUTPUT_DEPTH = 5  # keep-last depth of the output publishers
 LOG_PERIOD_S = 5.0
 WORKER_STOP_TIMEOUT_S = 10.0
+# Logged once the worker takes frames; bag_replay.launch.py starts the player on it.
+READY_MESSAGE = "ready for frames"
 RUNTIME_PARAMETERS = tuple(spec.name for spec in PARAMETERS if not spec.read_only)
 
 
@@ -147,7 +151,7 @@ class DepthCompletionNode(Node):
         self.handler = FrameHandler(self.processor, self.transforms, self._publish,
                                     on_transform_change=self._on_transform_change)
         self.worker = FrameWorker(self.mailbox, self.handler, on_error=self._on_frame_error,
-                                  on_start=self._warm_up if settings.warmup else None)
+                                  on_start=self._start_worker)
         self.worker.start()
         self.get_logger().info(
             f"subscribed to {self.resolve_topic_name('image')}, {self.resolve_topic_name('camera_info')}, "
@@ -207,15 +211,22 @@ class DepthCompletionNode(Node):
         self.mailbox.put((image, camera_info, cloud))
 
     # --------------------------------------------------------------------------------- worker side
-    def _warm_up(self) -> None:
-        """Warm up at KITTI's crop size (the shipped models' size), or roi_height rows of it."""
-        from ..inference import KITTI_SIZE
+    def _start_worker(self) -> None:
+        """First thing in the worker thread: the warm-up (when enabled), then the READY_MESSAGE line, which
+        bag_replay.launch.py waits for before it starts playing."""
+        if self.settings.warmup:
+            from ..inference import KITTI_SIZE
 
-        height, width = KITTI_SIZE
-        if self.settings.roi == "bottom":
-            height = self.settings.roi_height
-        self.engine.warmup(height, width)
-        self.get_logger().info(f"warm-up done ({width}x{height})")
+            # KITTI's crop size (the shipped models' size), or roi_height rows of it.
+            height, width = KITTI_SIZE
+            if self.settings.roi == "bottom":
+                height = self.settings.roi_height
+            try:
+                self.engine.warmup(height, width)
+                self.get_logger().info(f"warm-up done ({width}x{height})")
+            except Exception as error:  # noqa: BLE001 - frames may still work; say so and go on
+                self._on_frame_error("start", error)
+        self.get_logger().info(READY_MESSAGE)
 
     def _on_transform_change(self, camera_frame: str, lidar_frame: str, resolution) -> None:
         self.get_logger().info(f"LiDAR->camera transform {camera_frame!r} <- {lidar_frame!r} now from "
@@ -295,9 +306,22 @@ class DepthCompletionNode(Node):
         if self._node_closed:
             return
         self._node_closed = True
+        if self.worker.busy:
+            self.get_logger().info("shutting down: finishing the frame in hand first")
         if not self.worker.stop(timeout=WORKER_STOP_TIMEOUT_S):
             self.get_logger().warning(f"the worker thread did not stop within {WORKER_STOP_TIMEOUT_S} s")
         self.destroy_node()
+
+
+def _ignore_repeated_shutdown_signals() -> None:
+    """Once shutdown has begun, further SIGINT/SIGTERM are the same request again: Ctrl-C under `ros2 launch`
+    reaches the node twice (from the terminal's process group and forwarded by launch), and launch follows
+    up with SIGTERM. Left to Python's default handler, the repeat raises KeyboardInterrupt inside the worker
+    join and the process aborts with a traceback. The join is bounded (WORKER_STOP_TIMEOUT_S) and launch's
+    SIGKILL remains the last resort."""
+    if threading.current_thread() is threading.main_thread():
+        for number in (signal.SIGINT, signal.SIGTERM):
+            signal.signal(number, signal.SIG_IGN)
 
 
 def main(args: list[str] | None = None) -> int:
@@ -321,6 +345,7 @@ def main(args: list[str] | None = None) -> int:
         get_logger(NODE_NAME).fatal(f"cannot start: {error}")
         status = 1
     finally:
+        _ignore_repeated_shutdown_signals()
         if node is not None:
             node.close()
         executor.shutdown()

@@ -1,22 +1,28 @@
-"""A small synthetic frame whose answer is known: a camera facing a flat wall, seen by a LiDAR.
+"""Synthetic sensor messages for the node's tests, benchmarks and smoke runs.
 
-Used by the node's tests and smoke runs. Builds sensor_msgs Image / CameraInfo / PointCloud2 with the
-`data.messages` builders from a `types` mapping (ROS type name -> class: `typestore.types` for rosbags,
+`wall_frame`: a small frame whose answer is known, a camera facing a flat wall, seen by a LiDAR.
+`drive_frames`: the frames of a KITTI raw drive (e.g. `dcros synth`'s) as messages, with ground truth.
+
+Both build sensor_msgs Image / CameraInfo / PointCloud2 with the `data.messages` builders from a `types` mapping (ROS type name -> class: `typestore.types` for rosbags,
 or a dict of rclpy classes), so the same frame serves ROS-free tests and live rclpy tests.
 
-The LiDAR frame follows REP 103 (x forward, y left, z up) and sits `LIDAR_OFFSET` metres from the camera;
+The wall's LiDAR frame follows REP 103 (x forward, y left, z up) and sits `LIDAR_OFFSET` metres from the camera;
 `lidar_to_camera` maps it into the camera's optical frame (z forward, x right, y down). LiDAR points hit
 the wall at every `stride`-th pixel, so the projected sparse depth is exactly `wall_depth` there.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Mapping
 
 import numpy as np
 
 from ..data import messages
-from ..geometry import PinholeCamera, invert_transform, make_transform, unproject
+from ..data.image_io import read_depth_png
+from ..data.kitti import KittiRawDrive
+from ..data.rosbag import KITTI_CAMERA_FRAME, KITTI_LIDAR_FRAME, kitti_static_transforms
+from ..geometry import PinholeCamera, bottom_crop_offsets, invert_transform, make_transform, unproject
 
 # Rows: camera x (right) = -LiDAR y, camera y (down) = -LiDAR z, camera z (forward) = LiDAR x.
 LIDAR_AXES_IN_CAMERA = np.array([[0.0, -1.0, 0.0], [0.0, 0.0, -1.0], [1.0, 0.0, 0.0]])
@@ -93,3 +99,74 @@ def rclpy_types() -> dict[str, type]:
     sensor_classes = (Image, CameraInfo, RegionOfInterest, PointField, PointCloud2)
     return {"builtin_interfaces/msg/Time": Time, "std_msgs/msg/Header": Header,
             **{f"sensor_msgs/msg/{cls.__name__}": cls for cls in sensor_classes}}
+
+
+def rclpy_tf_types() -> dict[str, type]:
+    """`rclpy_types()` plus the tf message classes that `build_transform_stamped` needs (needs ROS 2)."""
+    from geometry_msgs.msg import Quaternion, Transform, TransformStamped, Vector3
+    from tf2_msgs.msg import TFMessage
+
+    return {**rclpy_types(), "geometry_msgs/msg/Quaternion": Quaternion, "geometry_msgs/msg/Transform": Transform,
+            "geometry_msgs/msg/TransformStamped": TransformStamped, "geometry_msgs/msg/Vector3": Vector3,
+            "tf2_msgs/msg/TFMessage": TFMessage}
+
+
+@dataclass
+class DriveFrame:
+    """One frame of a KITTI raw drive as sensor messages, with its ground truth (metres, 0 = none)."""
+
+    stamp_ns: int
+    image: object
+    camera_info: object
+    cloud: object
+    ground_truth: np.ndarray | None
+    camera: PinholeCamera
+
+
+def drive_frames(kitti_root, drive_name: str, types: Mapping[str, type], crop: tuple[int, int] | None = None,
+                 frame_ids=None, stamp_offset_ns: int = 0) -> list[DriveFrame]:
+    """The frames of a KITTI raw drive (real or from `dcros synth`) as kitti2bag would publish them: bgr8
+    image and CameraInfo in camera_color_left (image_02's stamps), the Velodyne cloud in velo_link (its own
+    stamps), and the ground-truth PNG where data_depth_annotated has one.
+
+    crop: (height, width) of KITTI's bottom crop applied to the image, CameraInfo and ground truth (the
+    cloud stays whole; points outside the crop fall outside the image), to keep live tests small.
+    stamp_offset_ns: added to every stamp (to send a frame again as a new one).
+    The static transforms of the drive are `drive_static_transforms`.
+    """
+    kitti_root = Path(kitti_root)
+    drive = KittiRawDrive(kitti_root / "kitti_raw", drive_name)
+    full_camera = drive.calibration.camera
+    top, left, height, width = 0, 0, full_camera.height, full_camera.width
+    if crop is not None:
+        height, width = crop
+        top, left = bottom_crop_offsets(full_camera.height, full_camera.width, height, width)
+    camera = full_camera.crop(top, left, height, width)
+    frames = []
+    for frame_id in (drive.frame_ids if frame_ids is None else frame_ids):
+        image_ns = int(drive.image_timestamps_ns[frame_id]) + stamp_offset_ns
+        velo_ns = int(drive.velodyne_timestamps_ns[frame_id]) + stamp_offset_ns
+        rgb = drive.read_image(frame_id)[top:top + height, left:left + width]
+        gt_path = drive.annotation_path(kitti_root, frame_id)
+        ground_truth = None if gt_path is None else read_depth_png(gt_path)[top:top + height, left:left + width]
+        frames.append(DriveFrame(
+            stamp_ns=image_ns,
+            image=messages.build_image(types["sensor_msgs/msg/Image"],
+                                       messages.build_header(types, image_ns, KITTI_CAMERA_FRAME),
+                                       np.ascontiguousarray(rgb[..., ::-1]), "bgr8"),
+            camera_info=messages.build_camera_info(
+                types, messages.build_header(types, image_ns, KITTI_CAMERA_FRAME), camera),
+            cloud=messages.build_pointcloud2(types, messages.build_header(types, velo_ns, KITTI_LIDAR_FRAME),
+                                             drive.read_velodyne(frame_id)),
+            ground_truth=ground_truth,
+            camera=camera,
+        ))
+    return frames
+
+
+def drive_static_transforms(kitti_root, drive_name: str, types: Mapping[str, type], stamp_ns: int = 0) -> list:
+    """The drive's /tf_static content as TransformStamped messages (base_link -> velo_link and
+    base_link -> camera_color_left, as kitti2bag writes them)."""
+    drive = KittiRawDrive(Path(kitti_root) / "kitti_raw", drive_name)
+    return [messages.build_transform_stamped(types, messages.build_header(types, stamp_ns, parent), child, pose)
+            for parent, child, pose in kitti_static_transforms(drive.calibration.lidar_to_camera)]

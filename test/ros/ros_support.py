@@ -1,0 +1,124 @@
+"""Helpers of the live ROS 2 tests: processes started as a user starts them, and an in-process peer node
+that plays the sensors and records what the node publishes."""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Callable
+
+
+class RosProcess:
+    """A command (`ros2 launch ...`, `ros2 bag ...`) in its own process group, its output in a file.
+
+    `interrupt()` sends SIGINT to the whole group, as Ctrl-C in a terminal does: the launch process and the
+    nodes it started each get it.
+    """
+
+    def __init__(self, args: list[str], env: dict[str, str], log_path: Path):
+        self.args = args
+        self.log_path = Path(log_path)
+        self._log = open(self.log_path, "w")
+        self.popen = subprocess.Popen(args, env=env, stdout=self._log, stderr=subprocess.STDOUT,
+                                      stdin=subprocess.DEVNULL, start_new_session=True)
+
+    def output(self) -> str:
+        if not self._log.closed:
+            self._log.flush()
+        return self.log_path.read_text(errors="replace")
+
+    def wait_for_output(self, text: str, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if text in self.output():
+                return True
+            if self.popen.poll() is not None:
+                return text in self.output()
+            time.sleep(0.1)
+        return False
+
+    def interrupt(self) -> None:
+        if self.popen.poll() is None:
+            os.killpg(self.popen.pid, signal.SIGINT)
+
+    def wait(self, timeout_s: float) -> int | None:
+        try:
+            return self.popen.wait(timeout=timeout_s)
+        except subprocess.TimeoutExpired:
+            return None
+
+    def stop(self, timeout_s: float = 30.0) -> int:
+        """SIGINT, then SIGKILL of the group after `timeout_s`; returns the exit code."""
+        self.interrupt()
+        code = self.wait(timeout_s)
+        if code is None:
+            os.killpg(self.popen.pid, signal.SIGKILL)
+            code = self.popen.wait()
+        self._log.close()
+        return code
+
+
+def wait_until(condition: Callable[[], bool], timeout_s: float, poll_s: float = 0.05) -> bool:
+    """Poll `condition` until it holds or `timeout_s` passes; returns its last value."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(poll_s)
+    return bool(condition())
+
+
+class Recorder:
+    """A thread-safe list of the messages a subscription received."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._messages: list = []
+
+    def __call__(self, message) -> None:
+        with self._lock:
+            self._messages.append(message)
+
+    @property
+    def messages(self) -> list:
+        with self._lock:
+            return list(self._messages)
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._messages)
+
+
+class SpinningNode:
+    """An rclpy node spun by its own executor thread, so that the test's main thread may wait and assert."""
+
+    def __init__(self, name: str, context=None):
+        import rclpy
+        from rclpy.executors import MultiThreadedExecutor
+
+        self.node = rclpy.create_node(name, context=context)
+        self.executor = MultiThreadedExecutor(num_threads=2, context=context)
+        self.executor.add_node(self.node)
+        self._thread = threading.Thread(target=self._spin, daemon=True)
+        self._thread.start()
+
+    def _spin(self) -> None:
+        from rclpy.executors import ExternalShutdownException
+
+        try:
+            self.executor.spin()
+        except (ExternalShutdownException, RuntimeError):
+            pass
+
+    def record(self, msg_type, topic: str, qos) -> Recorder:
+        recorder = Recorder()
+        self.node.create_subscription(msg_type, topic, recorder, qos)
+        return recorder
+
+    def close(self) -> None:
+        self.executor.shutdown(timeout_sec=5.0)
+        self.node.destroy_node()
+        self._thread.join(timeout=5.0)
