@@ -96,6 +96,58 @@ class LogThrottle:
             return True, self._suppressed.pop(key, 0)
 
 
+INPUTS = ("image", "camera_info", "points")
+
+
+class InputAccounting:
+    """Where every input message went, per input, so that transport, synchronizer and processing losses can
+    be told apart: `received` (reached its subscription), `lost_in_transport` (the middleware reported it
+    lost, e.g. a fragment of a large best-effort sample dropped for a full socket buffer), `paired` (went into
+    a synchronized frame), `waiting` (in the synchronizer's queue now) and `unpaired` (the rest: no partner
+    within the slop, or pushed out of the synchronizer's queue by newer messages).
+
+    Messages that never reached this process and that the middleware did not report cannot be counted here:
+    compare `received` with the publisher's own count.
+    """
+
+    def __init__(self, inputs: tuple[str, ...] = INPUTS):
+        self.inputs = tuple(inputs)
+        self._lock = threading.Lock()
+        self._received = dict.fromkeys(self.inputs, 0)
+        self._lost = dict.fromkeys(self.inputs, 0)
+        self._paired = 0
+
+    def receive(self, name: str) -> None:
+        with self._lock:
+            self._received[name] += 1
+
+    def lose(self, name: str, count: int) -> None:
+        with self._lock:
+            self._lost[name] += int(count)
+
+    def pair(self) -> None:
+        """One synchronized frame: one message of every input."""
+        with self._lock:
+            self._paired += 1
+
+    @property
+    def paired(self) -> int:
+        with self._lock:
+            return self._paired
+
+    def snapshot(self, waiting: Mapping[str, int] | None = None) -> dict[str, dict[str, int]]:
+        """{input: {received, lost_in_transport, paired, waiting, unpaired}}."""
+        waiting = waiting or {}
+        with self._lock:
+            rows = {}
+            for name in self.inputs:
+                queued = int(waiting.get(name, 0))
+                rows[name] = {"received": self._received[name], "lost_in_transport": self._lost[name],
+                              "paired": self._paired, "waiting": queued,
+                              "unpaired": max(0, self._received[name] - self._paired - queued)}
+            return rows
+
+
 @dataclass(frozen=True)
 class DiagnosticSummary:
     """What the node's diagnostic task reports: a level, a one-line message and key/value strings."""
@@ -107,14 +159,18 @@ class DiagnosticSummary:
 
 def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, float, int],
               age_ms: tuple[float, float, int], drops_total: Mapping[str, int],
-              drops_recent: Mapping[str, int], backend: str = "") -> DiagnosticSummary:
+              drops_recent: Mapping[str, int], backend: str = "",
+              accounting: Mapping[str, Mapping[str, int]] | None = None, published: int | None = None,
+              lost_recent: int = 0) -> DiagnosticSummary:
     """The diagnostic status of the node.
 
     ERROR: synchronized frames arrive but none is published (every frame dropped or failing).
-    WARN: no synchronized input (nothing to do: check topics, QoS and stamps), or some frames were
+    WARN: no synchronized input (nothing to do: check topics, QoS and stamps), some frames were
     dropped for bad input, a missing transform or a failed inference since the previous report
-    (`drops_recent`; `drops_total` counts since start and only fills the values).
+    (`drops_recent`; `drops_total` counts since start and only fills the values), or the middleware
+    reported input messages lost since then (`lost_recent`: see the README's DDS tuning).
     OK: publishing. Frames replaced by newer ones are normal under load and do not raise the level.
+    `accounting` (InputAccounting.snapshot) and `published` add the per-input and per-frame counts.
     """
     values = {
         "input rate (Hz)": f"{input_rate:.2f}",
@@ -126,6 +182,12 @@ def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, f
         "latency samples": str(pipeline_ms[2]),
     }
     values.update({f"dropped: {reason}": str(count) for reason, count in drops_total.items()})
+    for name, counts in (accounting or {}).items():
+        values.update({f"{name}: {stage}": str(count) for stage, count in counts.items()})
+    if accounting:
+        values["frames synchronized"] = str(next(iter(accounting.values()))["paired"])
+    if published is not None:
+        values["frames published"] = str(published)
     if backend:
         values["engine"] = backend
     failures = {reason: count for reason, count in drops_recent.items() if reason != "replaced_by_newer" and count}
@@ -133,6 +195,9 @@ def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, f
         return DiagnosticSummary(LEVEL_ERROR, "receiving frames but publishing none", values)
     if input_rate == 0:
         return DiagnosticSummary(LEVEL_WARN, "no synchronized input", values)
+    if lost_recent:
+        return DiagnosticSummary(LEVEL_WARN, f"publishing at {output_rate:.1f} Hz; the middleware lost {lost_recent} "
+                                             "input message(s) lately (socket receive buffer too small?)", values)
     if failures:
         worst = max(failures, key=failures.get)
         return DiagnosticSummary(LEVEL_WARN, f"publishing at {output_rate:.1f} Hz; dropped "

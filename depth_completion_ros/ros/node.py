@@ -28,12 +28,14 @@ try:
     import rclpy
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
     from rclpy.duration import Duration
+    from rclpy.event_handler import SubscriptionEventCallbacks
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.logging import get_logger
     from rclpy.node import Node
     from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
     from rclpy.time import Time
+    from rclpy.utilities import get_rmw_implementation_identifier
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
     import message_filters
 except ImportError as _error:  # a pip-only install has the core but not ROS 2
@@ -44,9 +46,12 @@ from ..data import messages
 from ..pipeline import FrameProcessor, PipelineOptions
 from . import latest_frame
 from .colorize import colorize_depth
+from .dds_tuning import receive_buffer_warning, required_receive_buffer
 from .frame_handler import FrameHandler
 from .latest_frame import DropCounter, FrameWorker, LatestFrameMailbox
-from .monitoring import LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, LatencyWindow, LogThrottle, RateMeter, summarize
+from .monitoring import (
+    INPUTS, LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, InputAccounting, LatencyWindow, LogThrottle, RateMeter, summarize,
+)
 from .params import (
     NODE_NAME,
     PARAMETERS,
@@ -115,6 +120,13 @@ class DepthCompletionNode(Node):
         self.get_logger().info(f"inference engine: {self.engine!r}")
 
         self.drops = DropCounter()
+        self.accounting = InputAccounting()
+        self.published = 0
+        self._lost_at_last_report = 0
+        self._largest_input_bytes = 0
+        self._rmw = get_rmw_implementation_identifier()
+        self._dds_need_reported = 0
+        self._warn_if_dds_untuned(None)
         self.mailbox = LatestFrameMailbox(self.drops)
         self.input_rate = RateMeter()
         self.output_rate = RateMeter()
@@ -138,14 +150,20 @@ class DepthCompletionNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # message_filters defaults to reliable depth 10, which never matches best-effort sensor publishers.
-        self._subscribers = [
-            message_filters.Subscriber(self, Image, "image", qos_profile=qos_profile_sensor_data),
-            message_filters.Subscriber(self, CameraInfo, "camera_info", qos_profile=qos_profile_sensor_data),
-            message_filters.Subscriber(self, PointCloud2, "points", qos_profile=qos_profile_sensor_data),
-        ]
+        # Each input is counted as it arrives (a second callback beside the synchronizer's) and where the
+        # middleware reports a message lost, so that /diagnostics tells transport loss from the rest.
+        self._subscribers = []
+        for name, msg_type in zip(INPUTS, (Image, CameraInfo, PointCloud2)):
+            events = SubscriptionEventCallbacks(message_lost=lambda info, name=name: self.accounting.lose(
+                name, info.total_count_change))
+            subscriber = message_filters.Subscriber(self, msg_type, name, qos_profile=qos_profile_sensor_data,
+                                                    event_callbacks=events)
+            self._subscribers.append(subscriber)
         self._synchronizer = message_filters.ApproximateTimeSynchronizer(
             self._subscribers, settings.sync_queue_size, settings.sync_slop)
         self._synchronizer.registerCallback(self._on_synchronized)
+        for name, subscriber in zip(INPUTS, self._subscribers):
+            subscriber.registerCallback(lambda msg, name=name: self.accounting.receive(name))
 
         self._diagnostics = self._make_diagnostics()
         self.handler = FrameHandler(self.processor, self.transforms, self._publish,
@@ -208,7 +226,29 @@ class DepthCompletionNode(Node):
     def _on_synchronized(self, image: Image, camera_info: CameraInfo, cloud: PointCloud2) -> None:
         """Synchronizer callback (runs under its lock): store the newest triple and return."""
         self.input_rate.tick()
+        self.accounting.pair()
+        largest = max(len(image.data), len(cloud.data))
+        if largest > self._largest_input_bytes:  # re-check the DDS tuning against the sizes actually seen
+            self._largest_input_bytes = largest
+            self._warn_if_dds_untuned(largest)
         self.mailbox.put((image, camera_info, cloud))
+
+    def _warn_if_dds_untuned(self, message_bytes: int | None) -> None:
+        """Warn at start-up, and again only when larger messages than before raise what is needed."""
+        needed = required_receive_buffer(message_bytes)
+        if needed <= self._dds_need_reported:
+            return
+        warning = receive_buffer_warning(self._rmw, message_bytes=message_bytes)
+        if warning:
+            self._dds_need_reported = needed
+            self.get_logger().warning(warning)
+
+    def _synchronizer_waiting(self) -> dict[str, int]:
+        """Messages per input waiting in message_filters' queues (its `queues` attribute, where present)."""
+        queues = getattr(self._synchronizer, "queues", None)
+        if not isinstance(queues, list) or len(queues) != len(INPUTS):
+            return {}
+        return {name: len(queue) for name, queue in zip(INPUTS, queues)}
 
     # --------------------------------------------------------------------------------- worker side
     def _start_worker(self) -> None:
@@ -250,6 +290,7 @@ class DepthCompletionNode(Node):
             self.sparse_publisher.publish(messages.make_message(
                 Image, header=header, **messages.depth_to_image_fields(result.sparse, invalid=invalid)))
         self.output_rate.tick()
+        self.published += 1
         self.pipeline_ms.add(result.timings_ms["total"])
         age_ns = self.get_clock().now().nanoseconds - messages.stamp_to_ns(header.stamp)
         self.age_ms.add(age_ns / 1e6)
@@ -290,8 +331,12 @@ class DepthCompletionNode(Node):
             drops = self.drops.snapshot()
             recent = {reason: count - self._drops_at_last_report.get(reason, 0) for reason, count in drops.items()}
             self._drops_at_last_report = drops
+            accounting = self.accounting.snapshot(self._synchronizer_waiting())
+            lost = sum(counts["lost_in_transport"] for counts in accounting.values())
+            lost_recent, self._lost_at_last_report = lost - self._lost_at_last_report, lost
             summary = summarize(self.input_rate.rate(), self.output_rate.rate(), self.pipeline_ms.summary(),
-                                self.age_ms.summary(), drops, recent, backend=repr(self.engine))
+                                self.age_ms.summary(), drops, recent, backend=repr(self.engine),
+                                accounting=accounting, published=self.published, lost_recent=lost_recent)
             status.summary(levels[summary.level], summary.message)
             for key, value in summary.values.items():
                 status.add(key, value)

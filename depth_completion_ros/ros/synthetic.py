@@ -3,8 +3,9 @@
 `wall_frame`: a small frame whose answer is known, a camera facing a flat wall, seen by a LiDAR.
 `drive_frames`: the frames of a KITTI raw drive (e.g. `dcros synth`'s) as messages, with ground truth.
 
-Both build sensor_msgs Image / CameraInfo / PointCloud2 with the `data.messages` builders from a `types` mapping (ROS type name -> class: `typestore.types` for rosbags,
-or a dict of rclpy classes), so the same frame serves ROS-free tests and live rclpy tests.
+Both build sensor_msgs Image / CameraInfo / PointCloud2 with the `data.messages` builders from a `types`
+mapping (ROS type name -> class: `typestore.types` for rosbags, or a dict of rclpy classes), so the same
+frame serves ROS-free tests and live rclpy tests.
 
 The wall's LiDAR frame follows REP 103 (x forward, y left, z up) and sits `LIDAR_OFFSET` metres from the camera;
 `lidar_to_camera` maps it into the camera's optical frame (z forward, x right, y down). LiDAR points hit

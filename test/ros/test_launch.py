@@ -177,6 +177,11 @@ def test_diagnostics_report_rates_latency_and_drops(world):
     assert float(values["pipeline latency mean (ms)"]) > 0
     assert "input rate (Hz)" in values and "output rate (Hz)" in values
     assert values["dropped: no_transform"] == "0" and values["dropped: conversion_error"] == "0"
+    # Each input accounted for: over loopback with the tuned buffer nothing is lost, and all is paired.
+    for name in ("image", "camera_info", "points"):
+        assert int(values[f"{name}: received"]) == published, values
+        assert int(values[f"{name}: paired"]) == published and values[f"{name}: lost_in_transport"] == "0"
+    assert int(values["frames published"]) == published
 
 
 def _set_parameter(peer, name: str, value) -> tuple[bool, str]:

@@ -149,3 +149,23 @@ def test_bad_parameters_stop_the_node_at_start_up_naming_them(ros_context):
     with pytest.raises(ParameterError, match="lidar_to_camera"):
         DepthCompletionNode(parameter_overrides=node_parameters(
             lidar_to_camera=[float(v) for v in np.diag([2.0, 1.0, 1.0, 1.0]).reshape(-1)]))
+
+
+def test_every_input_message_is_accounted_for(running):
+    """Received = paired + waiting in the synchronizer + unpaired, per input; lone clouds are unpaired."""
+    node, peer = running
+    assert peer.spin_until(lambda: len(peer.depth) >= 2)
+    lone = wall_frame(TYPES, peer._next_stamp_ns + 50_000_000)  # between two frames' stamps: no partner
+    peer.publishers["points"].publish(lone.cloud)
+    peer.publishers["points"].publish(lone.cloud)
+    assert peer.spin_until(lambda: len(peer.depth) >= 4)
+    rows = node.accounting.snapshot(node._synchronizer_waiting())
+    for name, counts in rows.items():
+        assert counts["received"] == counts["paired"] + counts["waiting"] + counts["unpaired"], (name, counts)
+        assert counts["lost_in_transport"] == 0
+    assert rows["points"]["received"] == rows["image"]["received"] + 2
+    assert rows["points"]["unpaired"] + rows["points"]["waiting"] >= 2
+    assert rows["image"]["received"] >= node.published >= 3  # the 4th may be counted just after it is sent
+    # Every synchronized frame is published, replaced by a newer one, dropped, or still in hand.
+    drops = node.drops.total
+    assert node.accounting.paired - node.published - drops in (0, 1, 2)
