@@ -41,7 +41,7 @@ METHODS = ("lspkd", "lspkd_unfold", "spkd")
 # Reduced sizes for SPKD: input down-scaled by these extra factors (kept while H*W <= max positions).
 SPKD_REDUCTIONS = (16, 12, 8, 6, 5, 4, 3, 2)
 PAPER_REFERENCE = {"spkd_training_gb_per_image": 7.2, "lspkd_training_gb_per_image": 1.70,
-                  "note": "LSPKD paper sec. 3.4.3, whole training step on GPU, batch 12"}
+                   "note": "LSPKD paper sec. 3.4.3, whole training step on GPU, batch 12"}
 
 
 def layer_specs(layers, teacher_name: str, student_name: str) -> list[tuple[str, int, int, int]]:

@@ -511,7 +511,7 @@ class Engine:
         rgb = rgb.to(self._device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format)
         sparse = sparse.to(self._device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format)
         with torch.inference_mode(), torch.autocast(device_type=self._device.type, dtype=torch.float16,
-                                                     enabled=self._precision == "fp16"):
+                                                    enabled=self._precision == "fp16"):
             output = self._model(rgb, sparse)
         if isinstance(output, (tuple, list)):  # a model that always returns (depth, features)
             output = output[0]

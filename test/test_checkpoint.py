@@ -16,7 +16,6 @@ HEIGHT, WIDTH = 37, 50      # not a multiple of any stride: exercises the models
 SMALL_KWARGS = {"iterations": 1}  # a non-default argument, so the round trip must carry kwargs
 
 
-
 def _seeded_model(name: str, seed: int = 0, **kwargs) -> torch.nn.Module:
     torch.manual_seed(seed)
     return build_model(name, **kwargs).eval()

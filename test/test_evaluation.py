@@ -11,7 +11,7 @@ from depth_completion_ros.cli import main as dcros
 from depth_completion_ros.data.image_io import read_depth_png
 from depth_completion_ros.data.kitti import KittiDepthCompletion, KittiRawDrive
 from depth_completion_ros.data.rosbag import BagError, open_bag_writer, read_bag, write_kitti_drive_bag
-from depth_completion_ros.evaluation.bag_eval import PREDICTION_TOPIC, BagTopics, evaluate_bag
+from depth_completion_ros.evaluation.bag_eval import PREDICTION_TOPIC, BagTopics, evaluate_bag, evaluate_recorded
 from depth_completion_ros.evaluation.kitti_eval import evaluate_kitti
 from depth_completion_ros.evaluation.metrics import DepthMetrics
 from depth_completion_ros.inference import Engine
@@ -84,18 +84,37 @@ def test_eval_bag_scores_exactly_what_the_pipeline_predicts(synthetic_kitti, val
     assert sum(b["pixels"] for b in bins) == summary["pixels"]
 
 
+def test_recorded_mode_scores_the_pipelines_own_predictions_the_same(val_bag, processor, tmp_path):
+    """The predictions that pipeline mode writes to a (Jazzy, v9 MCAP) bag, scored in recorded mode (no
+    network) against the same source, give the same figures."""
+    pipeline = evaluate_bag(val_bag, processor, tmp_path / "pipeline", panels=0, progress=False,
+                            predictions_bag=tmp_path / "predictions", predictions_distro="jazzy")
+    recorded = evaluate_recorded(val_bag, tmp_path / "predictions", tmp_path / "recorded",
+                                 recorded_topic=PREDICTION_TOPIC, panels=1, progress=False)
+    assert pipeline["mode"] == "pipeline" and recorded["mode"] == "recorded"
+    assert recorded["recorded_topic"] == PREDICTION_TOPIC
+    assert recorded["frames_scored"] == pipeline["frames_scored"] == 2
+    assert recorded["frames_missing_prediction"] == 0 and recorded["frames_dropped"] == 0
+    for key in ("rmse_mm", "mae_mm", "irmse_1km", "imae_1km", "delta1", "pixels", "missing"):
+        assert recorded[key] == pytest.approx(pipeline[key], rel=1e-9), key
+    assert recorded["error_by_distance"] == pipeline["error_by_distance"]
+    assert (tmp_path / "recorded" / "panels" / "frame_00000.png").stat().st_size > 1000
+
+
 def test_eval_kitti_writes_devkit_ready_pngs_that_score_the_same(synthetic_kitti, checkpoint, tmp_path, capsys):
     code = dcros(["eval-kitti", "--data", str(synthetic_kitti), "--split", "val_selection_cropped",
                   "--checkpoint", str(checkpoint), "--device", "cpu", "--out", str(tmp_path / "eval")])
     assert code == 0
     summary = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     gt_dir = synthetic_kitti / "data_depth_selection" / "val_selection_cropped" / "groundtruth_depth"
-    assert sorted(p.name for p in (tmp_path / "eval" / "predictions").iterdir()) == sorted(p.name for p in gt_dir.iterdir())
+    predicted = sorted(p.name for p in (tmp_path / "eval" / "predictions").iterdir())
+    assert predicted == sorted(p.name for p in gt_dir.iterdir())
     # The written PNGs, scored by the metrics command, give the figures of the run (up to 1/256 m rounding).
     assert dcros(["metrics", "--gt", str(gt_dir), "--pred", str(tmp_path / "eval" / "predictions"),
                   "--json", str(tmp_path / "rescored.json")]) == 0
     rescored = json.loads((tmp_path / "rescored.json").read_text())
-    assert rescored["images"] == summary["frames_scored"] == len(KittiDepthCompletion(synthetic_kitti, "val_selection_cropped"))
+    frames = len(KittiDepthCompletion(synthetic_kitti, "val_selection_cropped"))
+    assert rescored["images"] == summary["frames_scored"] == frames
     assert rescored["rmse_mm"] == pytest.approx(summary["rmse_mm"], rel=1e-3)
 
 

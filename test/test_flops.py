@@ -12,7 +12,6 @@ from depth_completion_ros.models import build_model, describe_model, list_models
 from depth_completion_ros.models.flops import count_flops, count_parameters
 
 
-
 class RGBLayer(nn.Module):
     """A single layer applied to the RGB input, behind the models' (rgb, sparse) interface."""
 

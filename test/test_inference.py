@@ -26,7 +26,6 @@ needs_cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a C
 needs_no_cuda = pytest.mark.skipif(torch.cuda.is_available(), reason="checks the fallback where CUDA is absent")
 
 
-
 def _frame(seed: int = 0, height: int = HEIGHT, width: int = WIDTH) -> tuple[np.ndarray, np.ndarray]:
     """uint8 RGB (H,W,3) and float32 sparse depth (H,W) with ~10 % of pixels measured."""
     rng = np.random.default_rng(seed)

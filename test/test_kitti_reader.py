@@ -65,7 +65,8 @@ def _write_kitti_tree(root):
             for offset, camera in enumerate(("image_02", "image_03")):
                 # A smooth pattern (quick to write) that differs per frame and camera and is not mirror-symmetric.
                 rows, cols = np.mgrid[0:HEIGHT, 0:WIDTH]
-                rgb = np.stack([cols * 255 // WIDTH, rows * 255 // HEIGHT, (cols + rows + 40 * frame + offset) % 256], -1)
+                rgb = np.stack([cols * 255 // WIDTH, rows * 255 // HEIGHT,
+                                (cols + rows + 40 * frame + offset) % 256], -1)
                 write_rgb_png(drive_dir / camera / "data" / f"{name}.png", rgb.astype(np.uint8))
             # Points in front of the car (Velodyne frame: x forward, y left, z up).
             points = np.column_stack([rng.uniform(4, 60, 3000), rng.uniform(-15, 15, 3000),
@@ -301,8 +302,12 @@ def test_flipped_sparse_still_matches_its_camera(kitti_tree):
         pytest.fail("no flipped sample in 8 epochs")
     size = dict(width=item["sparse"].shape[-1], height=item["sparse"].shape[-2])
     points, _ = geometry.unproject(base["sparse"][0].numpy(), geometry.PinholeCamera.from_K(base["K"].numpy(), **size))
-    mirrored, _ = geometry.unproject(item["sparse"][0].numpy(), geometry.PinholeCamera.from_K(item["K"].numpy(), **size))
-    key = lambda p: np.lexsort((p[:, 0], p[:, 1], p[:, 2]))
+    mirrored, _ = geometry.unproject(item["sparse"][0].numpy(),
+                                     geometry.PinholeCamera.from_K(item["K"].numpy(), **size))
+
+    def key(p):
+        return np.lexsort((p[:, 0], p[:, 1], p[:, 2]))
+
     mirrored = mirrored * np.array([-1, 1, 1], dtype=np.float32)
     np.testing.assert_allclose(mirrored[key(mirrored)], points[key(points)], atol=1e-3)
 

@@ -401,7 +401,7 @@ def test_camera_info_ros1_upper_case_fields():
     noetic = get_typestore(Stores.ROS1_NOETIC)
     info = noetic.types["sensor_msgs/msg/CameraInfo"]
     roi = noetic.types["sensor_msgs/msg/RegionOfInterest"](x_offset=0, y_offset=0, height=0, width=0,
-                                                            do_rectify=False)
+                                                           do_rectify=False)
     ros1_header = noetic.types["std_msgs/msg/Header"](seq=0, stamp=noetic.types["builtin_interfaces/msg/Time"](
         sec=0, nanosec=0), frame_id="camera")
     msg = info(header=ros1_header, height=375, width=1242, distortion_model="plumb_bob", D=np.zeros(5),

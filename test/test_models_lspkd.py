@@ -22,7 +22,6 @@ PAPER_GFLOPS_912x220 = {"lspkd_teacher": 349.36, "lspkd_student": 59.22}
 HEIGHT, WIDTH = 37, 50  # not a multiple of 32: exercises the internal padding
 
 
-
 def _meta_model(name: str) -> nn.Module:
     with torch.device("meta"):  # shapes only: counting needs no weights
         return build_model(name)

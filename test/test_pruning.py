@@ -140,7 +140,8 @@ def test_masking_removes_filters_after_normalisation_and_is_undone(validation):
         assert torch.equal(masked_features["rgb_e3"][:, kept], features["rgb_e3"][:, kept])
         assert not torch.equal(masked, before), "disabling a quarter of rgb_e3's filters changes the depth"
         # Zeroing the point-wise conv output instead would have left ReLU(BatchNorm shift) in those channels.
-        handle = units["rgb_e3"].conv.register_forward_hook(lambda m, i, o: o.index_fill(1, torch.tensor(channels), 0.0))
+        handle = units["rgb_e3"].conv.register_forward_hook(
+            lambda m, i, o: o.index_fill(1, torch.tensor(channels), 0.0))
         try:
             _, conv_masked = model(rgb, sparse, return_features=True)
         finally:

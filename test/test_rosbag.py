@@ -279,8 +279,8 @@ def check_kitti_bag(bag_path: Path, kitti_root: Path, drive_name: str, frame_ids
     for frame_id, (stamp, gt) in zip(gt_frames, gts):
         assert stamp == drive.image_timestamps_ns[frame_id] and gt.header.frame_id == "camera_color_left"
         assert gt.encoding == "32FC1"
-        np.testing.assert_array_equal(m.depth_from_image(gt), read_depth_png(drive.annotation_path(kitti_root,
-                                                                                                    frame_id)))
+        np.testing.assert_array_equal(m.depth_from_image(gt),
+                                      read_depth_png(drive.annotation_path(kitti_root, frame_id)))
 
     ((tf_stamp, tf),) = topics["/tf_static"]
     assert tf_stamp == min(images[0][0], clouds[0][0])

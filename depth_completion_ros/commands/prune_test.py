@@ -38,7 +38,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
                              "(default %(default)s)")
     parser.add_argument("--eps-grow", type=float, default=1.0,
                         help="relative RMSE change above which a layer is 'grow' (default %(default)s = +100 %%)")
-    parser.add_argument("--shrink-factor", type=float, default=0.5, help="channel factor of 'shrink' (default %(default)s)")
+    parser.add_argument("--shrink-factor", type=float, default=0.5,
+                        help="channel factor of 'shrink' (default %(default)s)")
     parser.add_argument("--grow-factor", type=float, default=1.5, help="channel factor of 'grow' (default %(default)s)")
     parser.add_argument("--batch-size", type=int, default=1)
     parser.add_argument("--workers", type=int, default=0, help="data loader processes (default %(default)s)")

@@ -397,4 +397,3 @@ class KittiDepthCompletion(Dataset):
     def _apply_crop(camera: PinholeCamera, top: int, left: int, height: int, width: int, *images):
         cropped_camera = camera.crop(top, left, height, width)
         return cropped_camera, tuple(image[top:top + height, left:left + width] for image in images)
-

@@ -71,4 +71,3 @@ class ApproximateTimePairing:
     def dropped(self) -> list[int]:
         """Per input: messages received that did not (yet) become part of a synchronized set."""
         return [r - self.matched for r in self.received]
-

@@ -1,15 +1,27 @@
-"""Offline replay of a rosbag (ROS 1 or rosbag2) through the pipeline, scored against a ground-truth
-depth topic with the project's KITTI metrics.
+"""Scoring of depth against a rosbag's ground-truth depth topic with the project's KITTI metrics, in two modes.
 
+Pipeline mode (`evaluate_bag`): offline replay of a rosbag (ROS 1 or rosbag2) through the pipeline.
 Messages are replayed in the bag's timestamp order; image, CameraInfo and cloud are paired by their header
 stamps with the node's approximate-time policy (`data.sync.ApproximateTimePairing`), the LiDAR->camera
 transform comes from the bag's /tf_static and /tf (the first transform of each edge; sensor mounts are
 rigid) unless given, and each set goes through the same `FrameProcessor` as the node. Ground truth
 (32FC1 metres or 16UC1 millimetres) is matched to the camera image by stamp: the same stamp, else the
-nearest within the slop.
+nearest within the slop (`nearest_stamp`).
+
+Recorded mode (`evaluate_recorded`): no network runs. The depth images that the live node published and
+`ros2 bag record` recorded (a second bag; sensor_msgs/Image 32FC1 metres, NaN = none, or 16UC1
+millimetres) are scored against the source bag's ground truth, each paired by header stamp with the same
+rule. The source bag's camera images, where present, go into the panels. Recorded frames whose size differs
+from their ground truth are dropped and counted by reason; ground-truth frames that no recorded depth pairs
+with are counted as `frames_missing_prediction` (frames the live run lost).
+
+Both modes write the same report (evaluation.report) through `FrameScorer`; the summary's "mode" says
+which ("pipeline" or "recorded"). A recording carries no per-stage timings, so its report has no latency
+figures (empty timing columns in frames.csv, no latency.png) and its panels no sparse-input row.
 """
 from __future__ import annotations
 
+import bisect
 import contextlib
 import logging
 from dataclasses import dataclass
@@ -18,7 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data import messages
-from ..data.rosbag import BagError, bag_topics, open_bag_writer, read_bag
+from ..data.rosbag import BagError, BagMessage, bag_topics, open_bag_writer, read_bag
 from ..data.sync import ApproximateTimePairing
 from ..geometry import TransformTree
 from ..pipeline import FrameProcessor
@@ -28,6 +40,9 @@ LOGGER = logging.getLogger(__name__)
 TF_TOPICS = ("/tf_static", "/tf")
 PREDICTION_TOPIC = "/depth_completion/depth/image"
 PREDICTION_INFO_TOPIC = "/depth_completion/depth/camera_info"
+RECORDED_TOPIC = "/depth/image"  # the node's output, as `ros2 bag record /depth/image` names it
+IMAGE_TYPE = "sensor_msgs/msg/Image"
+DEPTH_ENCODINGS = ("32FC1", "16UC1", "mono16")
 
 
 @dataclass(frozen=True)
@@ -56,6 +71,15 @@ def static_transforms(bag_path: Path, available: dict) -> TransformTree:
     return tree
 
 
+def nearest_stamp(stamps, stamp_ns: int, slop_ns: int) -> int | None:
+    """The pairing rule of both modes: `stamp_ns` itself if it is among `stamps`, else the stamp nearest to
+    it that is less than `slop_ns` away (the first of them in `stamps`' order on a tie), else None."""
+    if stamp_ns in stamps:
+        return stamp_ns
+    near = [s for s in stamps if abs(s - stamp_ns) < slop_ns]
+    return min(near, key=lambda s: abs(s - stamp_ns)) if near else None
+
+
 def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str | Path,
                  topics: BagTopics = BagTopics(), slop_s: float = 0.05, queue_size: int = 10,
                  lidar_to_camera: np.ndarray | None = None, panels: int = 4,
@@ -66,7 +90,8 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
 
     bag_path, out_dir = Path(bag_path), Path(out_dir)
     available = bag_topics(bag_path)
-    required = [topics.image, topics.camera_info, topics.points] + ([topics.ground_truth] if topics.ground_truth else [])
+    required = [topics.image, topics.camera_info, topics.points]
+    required += [topics.ground_truth] if topics.ground_truth else []
     missing = [t for t in required if t not in available]
     if missing:
         raise BagError(f"bag {bag_path} has no topic {', '.join(missing)} (topics: {', '.join(sorted(available))})")
@@ -83,10 +108,8 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
     waiting: list[tuple[int, object, object, np.ndarray]] = []  # processed frames whose ground truth may follow
 
     def ground_truth_for(stamp_ns: int):
-        if stamp_ns in ground_truth:
-            return ground_truth[stamp_ns]
-        near = [s for s in ground_truth if abs(s - stamp_ns) < slop_ns]
-        return ground_truth[min(near, key=lambda s: abs(s - stamp_ns))] if near else None
+        key = nearest_stamp(ground_truth, stamp_ns, slop_ns)
+        return None if key is None else ground_truth[key]
 
     def score_ready(now_ns: int | None) -> None:
         """Score frames whose ground truth arrived, or that can no longer get one (bag time moved on)."""
@@ -146,7 +169,175 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
             score_ready(record.stamp_ns)
         score_ready(None)
     scorer.drop("unsynchronized_image", count=pairing.dropped()[0])
-    return scorer.finish({"bag": str(bag_path), "topics": topics.__dict__, "slop_s": slop_s,
+    return scorer.finish({"mode": "pipeline", "bag": str(bag_path), "topics": topics.__dict__, "slop_s": slop_s,
                           "queue_size": queue_size, "messages_unpaired": dict(zip(("image", "camera_info", "points"),
                                                                                   pairing.dropped())),
                           "predictions_bag": str(predictions_bag) if predictions_bag else None})
+
+
+# ---------------------------------------------------------------------------------------- recorded mode
+@dataclass
+class _RecordedFrame:
+    """What the first pass learns of one recorded depth image."""
+
+    stamp_ns: int
+    ground_truth: int | None = None  # stamp of its ground truth, if one pairs with it
+    image: int | None = None  # stamp of the source image for its panel, if it gets one
+    drop: tuple[str, str] | None = None  # (reason, detail) of a frame that is not scored
+
+
+def _stamps_near(sorted_stamps: list[int], stamp_ns: int, slop_ns: int) -> list[int]:
+    """The stamps of a sorted list within slop_ns of stamp_ns (bounds included), as candidates of
+    `nearest_stamp`: a look-up in a window instead of a scan of the whole bag."""
+    lo = bisect.bisect_left(sorted_stamps, stamp_ns - slop_ns)
+    return sorted_stamps[lo:bisect.bisect_right(sorted_stamps, stamp_ns + slop_ns, lo=lo)]
+
+
+def recorded_depth_topic(bag_path: str | Path, available: dict, topic: str = RECORDED_TOPIC) -> str:
+    """The topic of a recorded bag to score: `topic` if the bag has it, else the bag's only
+    sensor_msgs/msg/Image topic (with a warning); otherwise a BagError listing the Image topics."""
+    if topic in available:
+        if available[topic][0] != IMAGE_TYPE:
+            raise BagError(f"topic {topic} of {bag_path} holds {available[topic][0]}, not {IMAGE_TYPE}")
+        return topic
+    images = sorted(name for name, (msgtype, _) in available.items() if msgtype == IMAGE_TYPE)
+    if len(images) == 1:
+        LOGGER.warning("recorded bag %s has no topic %s; scoring its only Image topic, %s", bag_path, topic,
+                       images[0])
+        return images[0]
+    found = ", ".join(images) if images else "none"
+    raise BagError(f"recorded bag {bag_path} has no topic {topic} and "
+                   f"{'no' if not images else 'more than one'} other {IMAGE_TYPE} topic to score instead "
+                   f"(Image topics: {found}); name one with --recorded-topic")
+
+
+def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir: str | Path,
+                      recorded_topic: str = RECORDED_TOPIC, topics: BagTopics = BagTopics(),
+                      slop_s: float = 0.05, panels: int = 4, max_depth: float = 80.0,
+                      progress: bool = True) -> dict:
+    """Score the depth images recorded from the live node (`recorded_bag`, topic `recorded_topic`) against
+    the ground truth of `source_bag` (topic `topics.ground_truth`) and write the report; no network runs.
+
+    Each recorded depth pairs with the ground truth of the same header stamp, else the nearest within
+    `slop_s` (`nearest_stamp`, as `evaluate_bag`), and is scored by the same `FrameScorer`. Counted in the
+    summary: `frames_recorded`; `frames_scored`; `frames_without_gt` (recorded frames that no ground truth
+    pairs with); `frames_ground_truth` and `frames_missing_prediction` (ground-truth frames that no recorded
+    depth pairs with: frames the live run lost); `drops`, by reason, of recorded frames that cannot be
+    scored (`size_mismatch`: not the size of their ground truth; `duplicate_stamp`: a header stamp recorded
+    before; `unsupported_encoding`: not 32FC1/16UC1). Panels show the source bag's `topics.image` where it
+    has an image for the frame (no sparse input row). Returns the summary (also in metrics.json), with
+    "mode": "recorded", the recorded bag and the topic scored.
+
+    Two passes over each bag: the first reads stamps and sizes only and pairs them; the second holds just
+    the ground-truth and source images that recorded frames still need, so memory stays small.
+    """
+    from tqdm import tqdm
+
+    source_bag, recorded_bag, out_dir = Path(source_bag), Path(recorded_bag), Path(out_dir)
+    if topics.ground_truth is None:
+        raise ValueError("scoring a recorded bag needs a ground-truth topic")
+    available = bag_topics(source_bag)
+    if topics.ground_truth not in available:
+        raise BagError(f"bag {source_bag} has no topic {topics.ground_truth} "
+                       f"(topics: {', '.join(sorted(available))})")
+    image_topic = topics.image if panels > 0 and topics.image in available else None
+    if panels > 0 and image_topic is None:
+        LOGGER.info("bag %s has no topic %s: the report has no panels", source_bag, topics.image)
+    recorded_available = bag_topics(recorded_bag)
+    recorded_topic = recorded_depth_topic(recorded_bag, recorded_available, recorded_topic)
+    slop_ns = int(round(slop_s * 1e9))
+
+    # Pass 1: stamps and sizes; pair every recorded frame.
+    gt_sizes: dict[int, tuple[int, int]] = {}  # ground-truth stamp -> (height, width), first message wins
+    image_stamps: set[int] = set()
+    source_topics = [topics.ground_truth] + ([image_topic] if image_topic else [])
+    for record in read_bag(source_bag, source_topics):
+        stamp_ns = messages.stamp_to_ns(record.msg.header.stamp)
+        if record.topic == topics.ground_truth:
+            gt_sizes.setdefault(stamp_ns, (int(record.msg.height), int(record.msg.width)))
+        else:
+            image_stamps.add(stamp_ns)
+    gt_sorted, images_sorted = sorted(gt_sizes), sorted(image_stamps)
+    plan: list[_RecordedFrame] = []
+    seen: set[int] = set()
+    for record in read_bag(recorded_bag, [recorded_topic]):
+        msg = record.msg
+        frame = _RecordedFrame(messages.stamp_to_ns(msg.header.stamp))
+        plan.append(frame)
+        if msg.encoding not in DEPTH_ENCODINGS:
+            frame.drop = ("unsupported_encoding", f"{msg.encoding} is no depth encoding ({', '.join(DEPTH_ENCODINGS)})")
+            continue
+        if frame.stamp_ns in seen:
+            frame.drop = ("duplicate_stamp", f"a second depth image stamped {frame.stamp_ns} ns")
+            continue
+        seen.add(frame.stamp_ns)
+        frame.ground_truth = nearest_stamp(_stamps_near(gt_sorted, frame.stamp_ns, slop_ns), frame.stamp_ns, slop_ns)
+        size = (int(msg.height), int(msg.width))
+        if frame.ground_truth is not None and gt_sizes[frame.ground_truth] != size:
+            height, width = gt_sizes[frame.ground_truth]
+            frame.drop = ("size_mismatch", f"depth at {frame.stamp_ns} ns is {size[1]}x{size[0]}, its ground "
+                                           f"truth {width}x{height}")
+    kept = [frame for frame in plan if frame.drop is None]  # scored, or counted as without ground truth
+    for index in panel_indices(len(kept), panels if image_topic else 0):
+        frame = kept[index]
+        frame.image = nearest_stamp(_stamps_near(images_sorted, frame.stamp_ns, slop_ns), frame.stamp_ns, slop_ns)
+    # Ground truth that a recorded depth pairs with, even one dropped for its size (counted in the drops).
+    paired = {frame.ground_truth for frame in plan if frame.ground_truth is not None}
+
+    # Pass 2: score, reading the source bag only as far as the recorded frames need.
+    uses = {"gt": {}, "image": {}}
+    for frame in kept:
+        for kind, stamp in (("gt", frame.ground_truth), ("image", frame.image)):
+            if stamp is not None:
+                uses[kind][stamp] = uses[kind].get(stamp, 0) + 1
+    held: dict[str, dict[int, object]] = {"gt": {}, "image": {}}
+    scorer = FrameScorer(out_dir, max_depth=max_depth)  # panel frames are marked as they come
+    with contextlib.closing(read_bag(source_bag, source_topics)) as source, \
+            contextlib.closing(read_bag(recorded_bag, [recorded_topic])) as records:
+
+        def take(kind: str, stamp_ns: int):
+            """The source message of this kind and stamp, read on to it if needed; forgotten at its last use."""
+            while stamp_ns not in held[kind]:
+                record: BagMessage | None = next(source, None)
+                if record is None:
+                    raise BagError(f"bag {source_bag} changed while it was read: no message stamped {stamp_ns}")
+                found = "gt" if record.topic == topics.ground_truth else "image"
+                stamp = messages.stamp_to_ns(record.msg.header.stamp)
+                if uses[found].get(stamp, 0) > 0 and stamp not in held[found]:
+                    held[found][stamp] = record.msg
+            msg = held[kind][stamp_ns]
+            uses[kind][stamp_ns] -= 1
+            if uses[kind][stamp_ns] == 0:
+                del held[kind][stamp_ns]
+            return msg
+
+        for frame, record in tqdm(zip(plan, records), total=len(plan), desc=f"eval-bag {recorded_bag.name}",
+                                  unit="frame", disable=not progress):
+            if frame.drop is not None:
+                scorer.drop(frame.drop[0], ValueError(frame.drop[1]))
+                LOGGER.warning("recorded frame at %d ns dropped: %s", frame.stamp_ns, frame.drop[1])
+                continue
+            gt_msg = take("gt", frame.ground_truth) if frame.ground_truth is not None else None
+            image_msg = take("image", frame.image) if frame.image is not None else None
+            try:
+                depth = messages.depth_from_image(record.msg)
+                gt = messages.depth_from_image(gt_msg) if gt_msg is not None else None
+            except ValueError as error:
+                scorer.drop(type(error).__name__, error)
+                LOGGER.warning("recorded frame at %d ns dropped: %s", frame.stamp_ns, error)
+                continue
+            rgb = None
+            if image_msg is not None:
+                try:
+                    rgb = messages.rgb_from_image(image_msg)
+                except ValueError as error:
+                    LOGGER.warning("no panel for the frame at %d ns: %s", frame.stamp_ns, error)
+            if rgb is not None:
+                scorer.panel_frames.add(scorer.frames_processed)
+            scorer.score(depth, frame.stamp_ns, f"{frame.stamp_ns}", gt, rgb=rgb)
+    return scorer.finish({"mode": "recorded", "bag": str(source_bag), "recorded_bag": str(recorded_bag),
+                          "recorded_topic": recorded_topic,
+                          "topics": {"ground_truth": topics.ground_truth,
+                                     "image": topics.image if topics.image in available else None},
+                          "slop_s": slop_s, "frames_recorded": len(plan), "frames_ground_truth": len(gt_sizes),
+                          "frames_missing_prediction": len(gt_sizes) - len(paired)})

@@ -135,7 +135,10 @@ def _devkit_fill_torch(pred: "torch.Tensor") -> "torch.Tensor":
                      dim=1).values,
         dims=[1],
     )
-    gather_rows = lambda index: torch.gather(values, 1, index.clamp(0, height - 1)[..., None].expand(-1, -1, width))
+
+    def gather_rows(index):
+        return torch.gather(values, 1, index.clamp(0, height - 1)[..., None].expand(-1, -1, width))
+
     row_above, row_below = gather_rows(above), gather_rows(below)
     has_above, has_below = (above >= 0)[..., None], (below < height)[..., None]
     distance_above, distance_below = (row_index - above)[..., None], (below - row_index)[..., None]
@@ -201,7 +204,10 @@ def _sums_torch(pred: "torch.Tensor", gt: "torch.Tensor", fill_missing: bool) ->
     error = (p - g).abs()
     inverse_error = (1.0 / g - 1.0 / p).abs()
     ratio = torch.maximum(p / g, g / p)
-    total = lambda x: x.sum(dim=(1, 2))  # per image; stacking [B] vectors keeps memory at a few maps
+
+    def total(x):  # per image; stacking [B] vectors keeps memory at a few maps
+        return x.sum(dim=(1, 2))
+
     sums = torch.stack([
         total(scored.to(dtype)),
         total((has_gt & ~has_pred).to(dtype)),

@@ -116,14 +116,17 @@ def plot_latency(path: Path, rows: list[dict]) -> None:
     plt.close(fig)
 
 
-def save_panel(path: Path, rgb: np.ndarray, sparse: np.ndarray, pred: np.ndarray, gt: np.ndarray | None,
+def save_panel(path: Path, rgb: np.ndarray, sparse: np.ndarray | None, pred: np.ndarray, gt: np.ndarray | None,
                title: str = "", max_depth: float = 80.0) -> None:
-    """RGB | sparse input | prediction | ground truth | absolute error, stacked vertically."""
+    """RGB | sparse input | prediction | ground truth | absolute error, stacked vertically. Without `sparse`
+    (a recorded prediction) or `gt` their rows are left out."""
     from scipy.ndimage import grey_dilation
 
     plt = _pyplot()
-    panels = [("RGB", rgb, None), ("sparse input (dilated for display)", grey_dilation(sparse, size=(3, 3)), "turbo"),
-              ("prediction", pred, "turbo")]
+    panels = [("RGB", rgb, None)]
+    if sparse is not None:
+        panels.append(("sparse input (dilated for display)", grey_dilation(sparse, size=(3, 3)), "turbo"))
+    panels.append(("prediction", pred, "turbo"))
     if gt is not None:
         error = np.where(gt > 0, np.abs(np.nan_to_num(pred) - gt), np.nan)
         panels += [("ground truth (dilated for display)", grey_dilation(gt, size=(3, 3)), "turbo"),
@@ -148,13 +151,15 @@ def save_panel(path: Path, rgb: np.ndarray, sparse: np.ndarray, pred: np.ndarray
 
 
 def summarize_latency(rows: list[dict]) -> dict:
-    """Latency percentiles per pipeline stage over the per-frame rows."""
-    return {stage: latency_percentiles(r[f"{stage}_ms"] for r in rows)
+    """Latency percentiles per pipeline stage over the per-frame rows that were timed ({} for a stage none
+    of the rows has, e.g. scored recordings)."""
+    return {stage: latency_percentiles(r[f"{stage}_ms"] for r in rows if f"{stage}_ms" in r)
             for stage in ("conversion", "projection", "inference", "postprocess", "total")}
 
 
 def write_report(out_dir: Path, summary: dict, rows: list[dict]) -> dict:
-    """metrics.json (the summary as given), frames.csv and the plots. Returns the paths written."""
+    """metrics.json (the summary as given), frames.csv and the plots (the latency plot only when the rows
+    were timed). Returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out_dir / "metrics.json", "frames": out_dir / "frames.csv"}
@@ -163,8 +168,10 @@ def write_report(out_dir: Path, summary: dict, rows: list[dict]) -> dict:
     if rows:
         paths["error_by_distance"] = out_dir / "error_by_distance.png"
         plot_error_by_distance(paths["error_by_distance"], summary["error_by_distance"])
-        paths["latency"] = out_dir / "latency.png"
-        plot_latency(paths["latency"], rows)
+        timed = [r for r in rows if "total_ms" in r]
+        if timed:
+            paths["latency"] = out_dir / "latency.png"
+            plot_latency(paths["latency"], timed)
     return paths
 
 

@@ -39,12 +39,26 @@ class FrameScorer:
 
     def add(self, result: FrameResult, rgb: np.ndarray, gt: np.ndarray | None, name: str) -> dict:
         """Score one processed frame against its ground truth (metres, 0 = none) or just time it."""
+        return self.score(result.dense, result.stamp_ns, name, gt, rgb=rgb, sparse=result.sparse,
+                          timings_ms=result.timings_ms, sparse_pixels=result.projection.pixels)
+
+    def score(self, dense: np.ndarray, stamp_ns: int | None, name: str, gt: np.ndarray | None,
+              rgb: np.ndarray | None = None, sparse: np.ndarray | None = None,
+              timings_ms: dict[str, float] | None = None, sparse_pixels: int | None = None) -> dict:
+        """Score one dense prediction (H, W metres; NaN, 0 or less = none, filled as the devkit does) against
+        its ground truth (metres, 0 = none; None: counted as a frame without ground truth).
+
+        `rgb` (H, W, 3) is needed for this frame's panel, if it is one (without it no panel is drawn);
+        `sparse` (the network's input) is shown in the panel when given; `timings_ms` (stage -> ms) and
+        `sparse_pixels` go into the frame's row when given (a recorded prediction has neither).
+        """
         index = self.frames_processed
         self.frames_processed += 1
-        prediction = np.nan_to_num(result.dense, nan=0.0)
-        row = {"frame": index, "name": name, "stamp_ns": result.stamp_ns,
-               "sparse_pixels": result.projection.pixels,
-               **{f"{stage}_ms": value for stage, value in result.timings_ms.items()}}
+        prediction = np.nan_to_num(dense, nan=0.0)
+        row = {"frame": index, "name": name, "stamp_ns": stamp_ns}
+        if sparse_pixels is not None:
+            row["sparse_pixels"] = sparse_pixels
+        row.update({f"{stage}_ms": value for stage, value in (timings_ms or {}).items()})
         if gt is not None:
             if gt.shape != prediction.shape:
                 raise ValueError(f"{name}: ground truth is {gt.shape[1]}x{gt.shape[0]} but the prediction is "
@@ -57,12 +71,12 @@ class FrameScorer:
         else:
             self.frames_without_gt += 1
         self.rows.append(row)
-        if index in self.panel_frames:
+        if index in self.panel_frames and rgb is not None:
             panel_dir = self.out_dir / "panels"
             panel_dir.mkdir(parents=True, exist_ok=True)
             path = panel_dir / f"frame_{index:05d}.png"
-            title = f"{name}" + (f"   RMSE {row['rmse_mm']:.0f} mm   MAE {row['mae_mm']:.0f} mm" if gt is not None else "")
-            save_panel(path, rgb, result.sparse, result.dense, gt, title=title, max_depth=self.max_depth)
+            title = name if gt is None else f"{name}   RMSE {row['rmse_mm']:.0f} mm   MAE {row['mae_mm']:.0f} mm"
+            save_panel(path, rgb, sparse, dense, gt, title=title, max_depth=self.max_depth)
             self.panels.append(path)
         return row
 
@@ -99,4 +113,9 @@ def print_summary(summary: dict, out_dir: Path) -> None:
               f"{summary['fps']:.2f} frames/s end to end")
     print(f"frames: {summary['frames_processed']} processed, {summary['frames_scored']} scored, "
           f"{summary['frames_dropped']} dropped {summary['drops'] or ''}")
+    if summary.get("mode") == "recorded":
+        print(f"recorded depth {summary['recorded_topic']} of {summary['recorded_bag']}: "
+              f"{summary['frames_recorded']} frames, {summary['frames_without_gt']} without ground truth; "
+              f"{summary['frames_missing_prediction']} of {summary['frames_ground_truth']} ground-truth frames "
+              "have no recorded depth")
     print(f"report: {Path(out_dir) / 'metrics.json'}")

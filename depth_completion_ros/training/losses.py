@@ -147,4 +147,3 @@ def build_criterion(loss: LossConfig, distillation: DistillationConfig, student:
     if distillation.type == "blackbox":
         return BlackBoxCriterion(BlackBoxDistillationLoss(distillation.depth_weight, distillation.gradient_weight))
     raise ValueError(f"unknown distillation type {distillation.type!r}")
-

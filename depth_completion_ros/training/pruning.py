@@ -332,7 +332,8 @@ class PruneReport:
             "",
             f"Rule: {self.rule_text()}.",
             "",
-            "| layer | out channels | pruned | RMSE [mm] | dRMSE [mm] | dRMSE [%] | MAE [mm] | verdict | proposed channels |",
+            "| layer | out channels | pruned | RMSE [mm] | dRMSE [mm] | dRMSE [%] | MAE [mm] | verdict "
+            "| proposed channels |",
             "|---|---:|---:|---:|---:|---:|---:|---|---:|",
             f"| baseline | | | {self.baseline_rmse_mm:.1f} | | | {self.baseline_mae_mm:.1f} | | |",
         ]

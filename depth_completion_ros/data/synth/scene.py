@@ -129,6 +129,7 @@ def build_scene(seed: int, drive_index: int, duration: float, margin: float = 16
     of scenery behind the start and ahead of the end (the LiDAR sees 120 m)."""
     if duration < 0:
         raise ValueError(f"duration must be >= 0 s, got {duration}")
+
     def stream(name: str, side: int = 0) -> np.random.Generator:
         # One generator per object kind and side: a longer drive only appends objects further along the
         # street, and changing one kind's rules leaves the others' draws alone.
