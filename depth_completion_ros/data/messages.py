@@ -315,6 +315,11 @@ def _structured_points(msg, fields: Mapping[str, tuple[int, np.dtype]]) -> np.nd
             f"point_step {point_step} is smaller than the fields' extent {extent} bytes "
             f"(field {widest!r} ends there)"
         )
+    ordered = sorted(fields, key=lambda name: fields[name][0])
+    for first, second in zip(ordered, ordered[1:]):
+        if fields[first][0] + fields[first][1].itemsize > fields[second][0]:
+            raise ValueError(f"point fields {first!r} and {second!r} overlap (offsets {fields[first][0]} and "
+                             f"{fields[second][0]}, {first!r} is {fields[first][1].itemsize} bytes)")
     if row_step < width * point_step:
         raise ValueError(f"row_step {row_step} is smaller than width*point_step = {width}*{point_step}")
     buffer = _byte_buffer(msg.data)

@@ -21,6 +21,8 @@ import numpy as np
 
 Lookup = Callable[[str, str], "np.ndarray | None"]
 
+# Frame pairs remembered for the wait; a stream of ever-new frame ids (bad input) must not grow memory.
+MAX_FRAME_PAIRS = 64
 FROM_TF = "tf"
 FROM_PARAMETER = "parameter"
 
@@ -53,11 +55,20 @@ class TransformResolver:
         self._first_request: dict[tuple[str, str], float] = {}
         self._last_source: dict[tuple[str, str], str | None] = {}
 
+    def _forget_oldest_pairs(self) -> None:
+        """Keep at most MAX_FRAME_PAIRS - 1 pairs before a new one: the oldest go first (under the lock)."""
+        while len(self._first_request) >= MAX_FRAME_PAIRS:
+            oldest = next(iter(self._first_request))
+            for table in (self._first_request, self._last_source, self._cache):
+                table.pop(oldest, None)
+
     def resolve(self, camera_frame: str, lidar_frame: str) -> Resolution:
         """The transform mapping points of `lidar_frame` into `camera_frame` for the current frame."""
         key = (camera_frame, lidar_frame)
         with self._lock:
             transform = self._cache.get(key)
+            if key not in self._first_request:
+                self._forget_oldest_pairs()
             first_request = self._first_request.setdefault(key, self._clock())
         source = FROM_TF if transform is not None else None
         if transform is None and self._lookup is not None and camera_frame and lidar_frame:
