@@ -22,8 +22,24 @@ def test_accounting_tells_paired_waiting_and_unpaired_apart():
     for _ in range(4):
         accounting.pair()
     rows = accounting.snapshot({"image": 1, "camera_info": 1, "points": 0})
-    assert rows["image"] == {"received": 5, "lost_in_transport": 0, "paired": 4, "waiting": 1, "unpaired": 0}
-    assert rows["points"] == {"received": 7, "lost_in_transport": 3, "paired": 4, "waiting": 0, "unpaired": 3}
+    assert rows["image"] == {"received": 5, "lost_in_transport": 0, "missing_by_stamp_gaps": 0, "paired": 4,
+                             "waiting": 1, "unpaired": 0}
+    assert rows["points"] == {"received": 7, "lost_in_transport": 3, "missing_by_stamp_gaps": 0, "paired": 4,
+                              "waiting": 0, "unpaired": 3}
+
+
+def test_stamp_gaps_estimate_the_messages_that_never_arrived():
+    accounting = InputAccounting()
+    period = 100_000_000
+    rng = __import__("numpy").random.default_rng(0)
+    arrived = [i for i in range(200) if i < 20 or rng.uniform() > 0.3]  # 30 % lost after the first 20
+    for index in arrived:
+        jitter = int(rng.integers(-3_000_000, 3_000_000))
+        accounting.receive("image", 10**18 + index * period + jitter)
+    accounting.receive("image", 10**18)  # the stream restarts (a looping bag): no gap, no negative count
+    accounting.receive("image", 10**18 + 3600 * 10**9)  # a paused sensor: no loss either
+    missing = accounting.snapshot()["image"]["missing_by_stamp_gaps"]
+    assert missing == 200 - len(arrived) - (199 - arrived[-1])
 
 
 def test_summary_lists_every_count_and_warns_on_transport_loss():
@@ -32,7 +48,7 @@ def test_summary_lists_every_count_and_warns_on_transport_loss():
     accounting.pair()
     values_args = (10.0, 10.0, (50.0, 60.0, 10), (70.0, 80.0, 10), {"replaced_by_newer": 0}, {})
     summary = summarize(*values_args, accounting=accounting.snapshot(), published=1, lost_recent=2)
-    assert summary.level == LEVEL_WARN and "lost 2" in summary.message
+    assert summary.level == LEVEL_WARN and "2 input message(s) lost" in summary.message
     assert summary.values["image: received"] == "1" and summary.values["points: unpaired"] == "0"
     assert summary.values["frames synchronized"] == "1" and summary.values["frames published"] == "1"
     assert summarize(*values_args, accounting=accounting.snapshot(), published=1).level != LEVEL_WARN

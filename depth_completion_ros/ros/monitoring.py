@@ -102,24 +102,49 @@ INPUTS = ("image", "camera_info", "points")
 class InputAccounting:
     """Where every input message went, per input, so that transport, synchronizer and processing losses can
     be told apart: `received` (reached its subscription), `lost_in_transport` (the middleware reported it
-    lost, e.g. a fragment of a large best-effort sample dropped for a full socket buffer), `paired` (went into
-    a synchronized frame), `waiting` (in the synchronizer's queue now) and `unpaired` (the rest: no partner
+    lost; Cyclone DDS does not report best-effort samples lost to missing fragments), `missing_by_stamp_gaps`
+    (an estimate that needs no middleware support: a sensor publishes at a steady rate, so a gap of k
+    periods between consecutive header stamps means k - 1 messages never arrived), `paired` (went into a
+    synchronized frame), `waiting` (in the synchronizer's queue now) and `unpaired` (the rest: no partner
     within the slop, or pushed out of the synchronizer's queue by newer messages).
 
-    Messages that never reached this process and that the middleware did not report cannot be counted here:
-    compare `received` with the publisher's own count.
+    The exact count of messages that never reached this process is the publisher's count minus `received`.
     """
+
+    GAP_FACTOR = 1.5  # a gap counts once it exceeds 1.5 periods (jitter stays below)
+    PAUSE_PERIODS = 20  # a longer gap is a paused or restarted stream, not loss
+    PERIOD_SAMPLES = 32
+    MIN_PERIOD_SAMPLES = 8
 
     def __init__(self, inputs: tuple[str, ...] = INPUTS):
         self.inputs = tuple(inputs)
         self._lock = threading.Lock()
         self._received = dict.fromkeys(self.inputs, 0)
         self._lost = dict.fromkeys(self.inputs, 0)
+        self._missing = dict.fromkeys(self.inputs, 0)
+        self._last_stamp: dict[str, int | None] = dict.fromkeys(self.inputs)
+        self._intervals = {name: collections.deque(maxlen=self.PERIOD_SAMPLES) for name in self.inputs}
         self._paired = 0
 
-    def receive(self, name: str) -> None:
+    def receive(self, name: str, stamp_ns: int | None = None) -> None:
+        """Count a message of input `name`; its header stamp feeds the gap estimate."""
         with self._lock:
             self._received[name] += 1
+            if stamp_ns is None:
+                return
+            last, self._last_stamp[name] = self._last_stamp[name], stamp_ns
+            if last is None or stamp_ns <= last:  # first, repeated or backwards (a bag looping): no gap
+                return
+            interval = stamp_ns - last
+            intervals = self._intervals[name]
+            if len(intervals) >= self.MIN_PERIOD_SAMPLES:
+                period = float(np.median(intervals))
+                if interval > self.PAUSE_PERIODS * period:
+                    return
+                if interval > self.GAP_FACTOR * period:
+                    self._missing[name] += int(round(interval / period)) - 1
+                    return  # a gap is no sample of the period
+            intervals.append(interval)
 
     def lose(self, name: str, count: int) -> None:
         with self._lock:
@@ -136,14 +161,15 @@ class InputAccounting:
             return self._paired
 
     def snapshot(self, waiting: Mapping[str, int] | None = None) -> dict[str, dict[str, int]]:
-        """{input: {received, lost_in_transport, paired, waiting, unpaired}}."""
+        """{input: {received, lost_in_transport, missing_by_stamp_gaps, paired, waiting, unpaired}}."""
         waiting = waiting or {}
         with self._lock:
             rows = {}
             for name in self.inputs:
                 queued = int(waiting.get(name, 0))
                 rows[name] = {"received": self._received[name], "lost_in_transport": self._lost[name],
-                              "paired": self._paired, "waiting": queued,
+                              "missing_by_stamp_gaps": self._missing[name], "paired": self._paired,
+                              "waiting": queued,
                               "unpaired": max(0, self._received[name] - self._paired - queued)}
             return rows
 
@@ -168,7 +194,8 @@ def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, f
     WARN: no synchronized input (nothing to do: check topics, QoS and stamps), some frames were
     dropped for bad input, a missing transform or a failed inference since the previous report
     (`drops_recent`; `drops_total` counts since start and only fills the values), or the middleware
-    reported input messages lost since then (`lost_recent`: see the README's DDS tuning).
+    reported input messages lost, or their stamps show messages missing, since then (`lost_recent`: see the
+    README's DDS tuning).
     OK: publishing. Frames replaced by newer ones are normal under load and do not raise the level.
     `accounting` (InputAccounting.snapshot) and `published` add the per-input and per-frame counts.
     """
@@ -196,8 +223,8 @@ def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, f
     if input_rate == 0:
         return DiagnosticSummary(LEVEL_WARN, "no synchronized input", values)
     if lost_recent:
-        return DiagnosticSummary(LEVEL_WARN, f"publishing at {output_rate:.1f} Hz; the middleware lost {lost_recent} "
-                                             "input message(s) lately (socket receive buffer too small?)", values)
+        return DiagnosticSummary(LEVEL_WARN, f"publishing at {output_rate:.1f} Hz; {lost_recent} input message(s) lost "
+                                             "in transport lately (socket receive buffer too small?)", values)
     if failures:
         worst = max(failures, key=failures.get)
         return DiagnosticSummary(LEVEL_WARN, f"publishing at {output_rate:.1f} Hz; dropped "

@@ -163,7 +163,8 @@ class DepthCompletionNode(Node):
             self._subscribers, settings.sync_queue_size, settings.sync_slop)
         self._synchronizer.registerCallback(self._on_synchronized)
         for name, subscriber in zip(INPUTS, self._subscribers):
-            subscriber.registerCallback(lambda msg, name=name: self.accounting.receive(name))
+            subscriber.registerCallback(lambda msg, name=name: self.accounting.receive(
+                name, messages.stamp_to_ns(msg.header.stamp)))
 
         self._diagnostics = self._make_diagnostics()
         self.handler = FrameHandler(self.processor, self.transforms, self._publish,
@@ -332,7 +333,7 @@ class DepthCompletionNode(Node):
             recent = {reason: count - self._drops_at_last_report.get(reason, 0) for reason, count in drops.items()}
             self._drops_at_last_report = drops
             accounting = self.accounting.snapshot(self._synchronizer_waiting())
-            lost = sum(counts["lost_in_transport"] for counts in accounting.values())
+            lost = sum(counts["lost_in_transport"] + counts["missing_by_stamp_gaps"] for counts in accounting.values())
             lost_recent, self._lost_at_last_report = lost - self._lost_at_last_report, lost
             summary = summarize(self.input_rate.rate(), self.output_rate.rate(), self.pipeline_ms.summary(),
                                 self.age_ms.summary(), drops, recent, backend=repr(self.engine),

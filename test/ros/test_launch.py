@@ -181,6 +181,7 @@ def test_diagnostics_report_rates_latency_and_drops(world):
     for name in ("image", "camera_info", "points"):
         assert int(values[f"{name}: received"]) == published, values
         assert int(values[f"{name}: paired"]) == published and values[f"{name}: lost_in_transport"] == "0"
+        assert values[f"{name}: missing_by_stamp_gaps"] == "0"
     assert int(values["frames published"]) == published
 
 
