@@ -32,14 +32,14 @@ def test_stamp_gaps_estimate_the_messages_that_never_arrived():
     accounting = InputAccounting()
     period = 100_000_000
     rng = __import__("numpy").random.default_rng(0)
-    arrived = [i for i in range(200) if i < 20 or rng.uniform() > 0.3]  # 30 % lost after the first 20
+    arrived = [i for i in range(300) if i < 20 or rng.uniform() > 0.7]  # 70 % lost after the first 20
     for index in arrived:
         jitter = int(rng.integers(-3_000_000, 3_000_000))
         accounting.receive("image", 10**18 + index * period + jitter)
     accounting.receive("image", 10**18)  # the stream restarts (a looping bag): no gap, no negative count
     accounting.receive("image", 10**18 + 3600 * 10**9)  # a paused sensor: no loss either
     missing = accounting.snapshot()["image"]["missing_by_stamp_gaps"]
-    assert missing == 200 - len(arrived) - (199 - arrived[-1])
+    assert missing == 300 - len(arrived) - (299 - arrived[-1])
 
 
 def test_summary_lists_every_count_and_warns_on_transport_loss():

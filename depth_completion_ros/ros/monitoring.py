@@ -138,7 +138,8 @@ class InputAccounting:
             interval = stamp_ns - last
             intervals = self._intervals[name]
             if len(intervals) >= self.MIN_PERIOD_SAMPLES:
-                period = float(np.median(intervals))
+                # The 10th percentile, not the median: under heavy loss most intervals span several periods.
+                period = float(np.percentile(intervals, 10))
                 if interval > self.PAUSE_PERIODS * period:
                     return
                 if interval > self.GAP_FACTOR * period:

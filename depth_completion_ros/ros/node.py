@@ -28,7 +28,10 @@ try:
     import rclpy
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
     from rclpy.duration import Duration
-    from rclpy.event_handler import SubscriptionEventCallbacks
+    try:
+        from rclpy.event_handler import SubscriptionEventCallbacks
+    except ImportError:  # Humble: the same class lives in rclpy.qos_event
+        from rclpy.qos_event import SubscriptionEventCallbacks
     from rclpy.exceptions import ParameterException
     from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
     from rclpy.logging import get_logger
