@@ -47,8 +47,9 @@ setup(
     ],
     extras_require={
         # colcon builds the ROS 2 workspace that the launch tests start the node from (test/ros/);
-        # flake8 is the project-wide lint (ament_flake8's checks, test/test_lint.py).
-        "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7"],
+        # flake8 is the project-wide lint (ament_flake8's checks, test/test_lint.py); pykitti is the common
+        # KITTI raw reader that test/test_synth_raw_readers.py loads the synthetic drives with.
+        "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7", "pykitti>=0.3.1"],
     },
     zip_safe=True,
     entry_points={

@@ -38,6 +38,7 @@ DISTRIBUTIONS = {
     "pytest": ("pytest", "python3-pytest"),
     "flake8": ("flake8", "python3-flake8"),
     "colcon-common-extensions": ("colcon_core", "python3-colcon-common-extensions"),
+    "pykitti": ("pykitti", None),  # test extra only (test/test_synth_raw_readers.py); pip installs it
 }
 NO_ROSDEP_KEY = {"onnx"}
 # Python modules whose ROS package has another name.

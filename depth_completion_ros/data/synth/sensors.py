@@ -1,8 +1,12 @@
-"""The KITTI sensor rig: colour camera 02 and a Velodyne HDL-64E, with KITTI's real calibration.
+"""The KITTI sensor rig: the four rectified cameras (00/01 grey, 02/03 colour), a Velodyne HDL-64E and the
+OXTS GPS/IMU, with KITTI's real calibration.
 
 The calibration is the one published with the KITTI raw recordings of 2011_09_26 (calib_cam_to_cam.txt,
 calib_velo_to_cam.txt, calib_imu_to_velo.txt). The Velodyne sits 1.73 m above the ground; the calibration
-puts camera 00 0.27 m ahead of it and 0.08 m lower (camera 02 is 6 cm to the left of camera 00).
+puts camera 00 0.27 m ahead of it and 0.08 m lower, camera 02 6 cm to the left of camera 00, cameras 01 and
+03 0.54 m to the right of 00 and 02 (the stereo baselines), and the IMU 0.81 m behind the Velodyne, 0.32 m
+to its left and 0.80 m lower. The rectified cameras share one orientation and one K; they differ only by
+their position, which `load_kitti_calibration` folds into each camera's LiDAR -> camera transform.
 """
 from __future__ import annotations
 
@@ -18,6 +22,9 @@ from depth_completion_ros.data.synth.scene import Scene
 
 IMAGE_WIDTH, IMAGE_HEIGHT = 1242, 375  # S_rect_02
 LIDAR_HEIGHT = 1.73  # m above the ground (KITTI setup)
+RAW_CAMERAS = ("00", "01", "02", "03")  # grey left, grey right, colour left, colour right
+GREY_CAMERAS = ("00", "01")
+_LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709 weights of linear RGB: what a monochrome sensor integrates
 
 
 def _m(values: str) -> np.ndarray:
@@ -84,6 +91,11 @@ def write_calibration(date_dir: str | Path) -> geometry.KittiCalibration:
     return geometry.load_kitti_calibration(date_dir, camera="02")
 
 
+def camera_calibrations(date_dir: str | Path) -> dict[str, geometry.KittiCalibration]:
+    """Each rectified camera ("00".."03") with the Velodyne, read back from a date folder's files."""
+    return {code: geometry.load_kitti_calibration(date_dir, camera=code) for code in RAW_CAMERAS}
+
+
 # ------------------------------------------------------------------------------------------- LiDAR
 def hdl64_elevations_deg() -> np.ndarray:
     """The 64 beam elevations of an HDL-64E, ascending: the lower block (32 beams, -24.9 .. -8.83 deg,
@@ -120,6 +132,11 @@ class VelodyneModel:
 def lidar_pose(scene: Scene, time: float) -> np.ndarray:
     """4x4 Velodyne -> world at `time`."""
     return scene.ego.pose(time) @ geometry.make_transform(np.eye(3), (0.0, 0.0, LIDAR_HEIGHT))
+
+
+def imu_pose(scene: Scene, time: float) -> np.ndarray:
+    """4x4 IMU (OXTS unit) -> world at `time`: the Velodyne's pose through calib_imu_to_velo."""
+    return lidar_pose(scene, time) @ IMU_TO_VELO
 
 
 def scan_exact(scene: Scene, time: float, model: VelodyneModel, sector_deg: float | None = None):
@@ -175,31 +192,56 @@ def camera_pose(scene: Scene, time: float, lidar_to_camera: np.ndarray) -> np.nd
     return lidar_pose(scene, time) @ geometry.invert_transform(lidar_to_camera)
 
 
+_LAST_VIEW: list = [None]  # (key, ray directions, sky colours) of the last camera view (see _view)
+
+
+def _view(camera: geometry.PinholeCamera, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ray directions (H, W, 3) and sky colours (H, W, 3) of a camera with this K, size and orientation.
+
+    The rectified cameras share K and orientation, so the four cameras of one instant reuse the last view
+    (read-only arrays) instead of recomputing it. The entry is one tuple, read and replaced whole, so
+    concurrent renders never mix two views.
+    """
+    key = (camera, np.asarray(rotation, dtype=np.float64).tobytes())
+    entry = _LAST_VIEW[0]
+    if entry is None or entry[0] != key:
+        dirs = CameraRays.directions(camera.width, camera.height, camera.K, rotation)
+        # Sky: brighter and paler towards the horizon.
+        elevation = np.clip(dirs[..., 2] / np.linalg.norm(dirs, axis=-1), 0.0, 1.0)[..., None]
+        sky = np.array([0.75, 0.85, 0.95]) * (1 - elevation) + np.array([0.30, 0.50, 0.85]) * elevation
+        dirs.setflags(write=False)
+        sky.setflags(write=False)
+        entry = (key, dirs, sky)
+        _LAST_VIEW[0] = entry
+    return entry[1], entry[2]
+
+
 def render_camera(scene: Scene, time: float, camera: geometry.PinholeCamera, lidar_to_camera: np.ndarray,
-                  rng: np.random.Generator, texture_seed: int, max_depth: float = 1000.0):
+                  rng: np.random.Generator, texture_seed: int, max_depth: float = 1000.0, grey: bool = False):
     """Render the rectified colour image and its exact depth.
 
-    Returns (rgb (H, W, 3) uint8, depth (H, W) float32 in metres along the optical axis, 0 = sky).
+    Returns (rgb (H, W, 3) uint8, depth (H, W) float32 in metres along the optical axis, 0 = sky); with
+    `grey`, the image is the (H, W) uint8 of a monochrome camera (the luminance of the same light).
     Shading: Lambertian sun + ambient sky light, distance haze, gamma 2.2, light sensor noise.
     """
     pose = camera_pose(scene, time, lidar_to_camera)
-    grid = CameraRays(camera.width, camera.height, camera.K, pose, max_depth)
+    dirs, sky = _view(camera, pose[:3, :3])
+    grid = CameraRays(camera.width, camera.height, camera.K, pose, max_depth, dirs=dirs)
     primitives = scene.primitives_at(time)
     hits = cast(grid, primitives)
     hit = hits.ids != NO_HIT
     points = grid.origin + hits.t[hit][:, None] * grid.dirs[hit]
-    albedo, _ = materials.appearance(points, hits.normals[hit], hits.ids[hit], primitives, texture_seed)
+    normals = hits.normals[hit]
+    albedo, _ = materials.appearance(points, normals, hits.ids[hit], primitives, texture_seed)
     sun = float(np.clip(scene.sun_direction[2], 0, 1))
-    lambert = np.clip(hits.normals[hit] @ scene.sun_direction, 0.0, None)
-    sky_light = 0.5 + 0.5 * hits.normals[hit][:, 2]  # surfaces facing up see more of the sky
+    lambert = np.clip(normals @ scene.sun_direction, 0.0, None)
+    sky_light = 0.5 + 0.5 * normals[:, 2]  # surfaces facing up see more of the sky
     linear = albedo * (0.9 * lambert + 0.25 + 0.2 * sky_light)[:, None] * (0.8 + 0.2 * sun)
-    # Sky: brighter and paler towards the horizon.
-    unit = grid.dirs / np.linalg.norm(grid.dirs, axis=-1, keepdims=True)
-    elevation = np.clip(unit[..., 2], 0.0, 1.0)[..., None]
-    sky = np.array([0.75, 0.85, 0.95]) * (1 - elevation) + np.array([0.30, 0.50, 0.85]) * elevation
     image = sky.copy()
     haze = 1.0 - np.exp(-hits.t[hit] / 400.0)
     image[hit] = linear * (1 - haze[:, None]) + sky[hit] * haze[:, None]
+    if grey:
+        image = image[..., 0] * _LUMA[0] + image[..., 1] * _LUMA[1] + image[..., 2] * _LUMA[2]
     encoded = np.clip(image, 0.0, 1.0) ** (1 / 2.2) * 255.0 + rng.normal(0.0, 1.2, image.shape)
     rgb = np.clip(np.round(encoded), 0, 255).astype(np.uint8)
     depth = np.where(hit, hits.t, 0.0).astype(np.float32)

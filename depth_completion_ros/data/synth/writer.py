@@ -2,12 +2,19 @@
 
 OUT/
   kitti_raw/2000_01_01/calib_{cam_to_cam,velo_to_cam,imu_to_velo}.txt
-  kitti_raw/2000_01_01/2000_01_01_drive_NNNN_sync/image_02/{data/%010d.png,timestamps.txt}
+  kitti_raw/2000_01_01/2000_01_01_drive_NNNN_sync/image_0{0,1,2,3}/{data/%010d.png,timestamps.txt}
+  kitti_raw/2000_01_01/2000_01_01_drive_NNNN_sync/oxts/{data/%010d.txt,timestamps.txt,dataformat.txt}
   kitti_raw/2000_01_01/2000_01_01_drive_NNNN_sync/velodyne_points/{data/%010d.bin,timestamps*.txt}
   data_depth_velodyne/{train,val}/<drive>/proj_depth/velodyne_raw/image_02/%010d.png
   data_depth_annotated/{train,val}/<drive>/proj_depth/groundtruth/image_02/%010d.png
   data_depth_selection/val_selection_cropped/{image,velodyne_raw,groundtruth_depth,intrinsics}/...
   synth_manifest.json
+
+The raw drives are complete KITTI raw drives (as pykitti.raw reads them): each of the four
+rectified cameras is ray cast from its own pose (image_00/01 8-bit grey, image_02/03 colour; 0.54 m stereo
+baselines), and the OXTS packets follow the IMU through calib_imu_to_velo (see `oxts`). The four cameras
+share the trigger time of image_02's timestamps; the OXTS packets (100 Hz, synced) lie on the frame
+instants that the world is frozen at.
 
 Unlike KITTI (whose depth folders skip the first and last 5 frames of a drive, which lack neighbours for
 the accumulated ground truth), every raw frame gets depth files: the synthetic world can be scanned before
@@ -25,16 +32,20 @@ import numpy as np
 
 from depth_completion_ros import geometry
 from depth_completion_ros.data import image_io
-from depth_completion_ros.data.synth import sensors
+from depth_completion_ros.data.synth import oxts, sensors
 from depth_completion_ros.data.synth.scene import FRAME_PERIOD, Scene, build_scene
 
-GENERATOR_VERSION = "1.0"
+GENERATOR_VERSION = "1.1"  # 1.1: image_00, image_01, image_03 and oxts in the raw drives
 DATE = "2000_01_01"  # cannot be mistaken for a KITTI recording (2011)
 CROP_HEIGHT, CROP_WIDTH = 352, 1216  # val_selection_cropped
 LOWER_FRACTION = 0.6  # "lower image" = the bottom 60 % of the rows, where the LiDAR lands
 GT_NEIGHBOURS = 2  # sweeps before and after a frame accumulated for its ground truth (~16 % of pixels, as KITTI)
 GT_SECTOR_DEG = 60.0  # azimuths within +-60 deg of forward cover the camera's +-41 deg from every neighbour
 _START = _dt.datetime(2000, 1, 1, 12, 0, 0)
+# Random stream per purpose: 1-3 are image_02, the sweep and the timestamps (unchanged since 1.0, so
+# image_02 and the scans keep their bytes), 4 the OXTS sensor noise, 5-7 the other cameras' sensor noise.
+_CAMERA_PURPOSE = {"00": 5, "01": 6, "02": 1, "03": 7}
+_OXTS_PURPOSE = 4
 
 
 def drive_name(index: int) -> str:
@@ -92,6 +103,16 @@ def _write_timestamps(path: Path, nanoseconds: list[int]) -> None:
     path.write_text("".join(format_timestamp(ns) + "\n" for ns in nanoseconds))
 
 
+def _write_camera_png(path: Path, image: np.ndarray) -> None:
+    """An 8-bit grey (H, W) or RGB (H, W, 3) PNG. zlib level 4: on these noisy renders it writes files a
+    little smaller than the default level 6, three times faster. (image_02 keeps image_io's writer, so its
+    bytes stay those of generator 1.0.)"""
+    from PIL import Image
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8)).save(path, format="PNG", compress_level=4)
+
+
 def _selection_paths(out_dir: Path, drive: str, frame: int) -> dict[str, Path]:
     base = out_dir / "data_depth_selection" / "val_selection_cropped"
     return {
@@ -109,7 +130,8 @@ def _round(value: float) -> float:
 def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, seed: int = 0,
                      val_drives: int | None = None, progress: bool | Callable = True,
                      lidar: sensors.VelodyneModel | None = None, gt_neighbours: int = GT_NEIGHBOURS) -> dict:
-    """Generate `drives` drives of `frames` frames (10 Hz) of the synthetic street world under `out_dir`.
+    """Generate `drives` drives of `frames` frames (10 Hz) of the synthetic street world under `out_dir`:
+    complete KITTI raw drives (four cameras, Velodyne, OXTS) and the depth-completion folders of image_02.
 
     The last `val_drives` drives form the validation split (default: one when there are >= 2 drives, else
     none) and fill `data_depth_selection/val_selection_cropped`. `lidar` overrides the Velodyne model
@@ -135,6 +157,7 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
     date_dir = out_dir / "kitti_raw" / DATE
     calibration = sensors.write_calibration(date_dir)
     camera, lidar_to_camera = calibration.camera, calibration.lidar_to_camera
+    calibrations = sensors.camera_calibrations(date_dir)
     crop_top, crop_left = geometry.bottom_crop_offsets(camera.height, camera.width, CROP_HEIGHT, CROP_WIDTH)
     crop_camera = camera.bottom_crop(CROP_HEIGHT, CROP_WIDTH)
 
@@ -149,6 +172,7 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
         split = "val" if drive_index > drives - val_drives else "train"
         scene = build_scene(seed, drive_index, (frames - 1) * FRAME_PERIOD)
         texture_seed = int(np.random.default_rng([seed, drive_index, 7]).integers(2 ** 31))
+        geo = oxts.draw_reference(np.random.default_rng([seed, drive_index, 8]))
         neighbour_scans = _NeighbourScans(scene, lidar, keep=2 * gt_neighbours + 2)
         drive_dir = date_dir / name
         sparse_dir = out_dir / "data_depth_velodyne" / split / name / "proj_depth" / "velodyne_raw" / "image_02"
@@ -158,15 +182,24 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
         per_frame = []
         for frame in range(frames):
             time = frame * FRAME_PERIOD
-            rgb, camera_depth = sensors.render_camera(scene, time, camera, lidar_to_camera,
-                                                      _frame_rng(seed, drive_index, frame, 1), texture_seed)
+            for code in sensors.RAW_CAMERAS:
+                calib = calibrations[code]
+                image, depth = sensors.render_camera(
+                    scene, time, calib.camera, calib.lidar_to_camera,
+                    _frame_rng(seed, drive_index, frame, _CAMERA_PURPOSE[code]), texture_seed,
+                    grey=code in sensors.GREY_CAMERAS)
+                path = drive_dir / f"image_{code}" / "data" / f"{frame:010d}.png"
+                if code == "02":
+                    rgb, camera_depth = image, depth
+                    image_io.write_rgb_png(path, image)
+                else:
+                    _write_camera_png(path, image)
             velo = sensors.scan_velodyne(scene, time, lidar, _frame_rng(seed, drive_index, frame, 2), texture_seed)
             sparse = geometry.project(velo, camera, lidar_to_camera)
             world_to_camera = geometry.invert_transform(sensors.camera_pose(scene, time, lidar_to_camera))
             neighbours = [neighbour_scans(j) for j in range(frame - gt_neighbours, frame + gt_neighbours + 1)]
             gt = ground_truth(camera_depth, camera, world_to_camera, np.concatenate(neighbours))
 
-            image_io.write_rgb_png(drive_dir / "image_02" / "data" / f"{frame:010d}.png", rgb)
             velo_path = drive_dir / "velodyne_points" / "data" / f"{frame:010d}.bin"
             velo_path.parent.mkdir(parents=True, exist_ok=True)
             velo.astype("<f4").tofile(velo_path)
@@ -197,7 +230,10 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
                 bar.update(1)
             elif callable(progress):
                 progress(name, frame)
-        _write_timestamps(drive_dir / "image_02" / "timestamps.txt", stamps_camera)
+        for code in sensors.RAW_CAMERAS:  # the cameras are triggered together
+            _write_timestamps(drive_dir / f"image_{code}" / "timestamps.txt", stamps_camera)
+        _write_oxts(drive_dir / "oxts", scene, geo, start_ns, frames,
+                    [_frame_rng(seed, drive_index, frame, _OXTS_PURPOSE) for frame in range(frames)])
         _write_timestamps(drive_dir / "velodyne_points" / "timestamps.txt", stamps_velo)
         _write_timestamps(drive_dir / "velodyne_points" / "timestamps_start.txt", stamps_start)
         _write_timestamps(drive_dir / "velodyne_points" / "timestamps_end.txt", stamps_end)
@@ -207,6 +243,8 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
             "split": split,
             "frames": frames,
             "ego_speed_mps": _round(scene.ego.speed),
+            "geo": {"first_lat_deg": geo.lat, "first_lon_deg": geo.lon, "ground_alt_m": geo.ground_alt,
+                    "street_heading_rad": _round(geo.heading)},
             "objects": dict(scene.stats),
             "stats": {
                 "sparse_density": _round(table[:, 0].mean()),
@@ -233,6 +271,7 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
                    "val": [d["name"] for d in drive_records if d["split"] == "val"]},
         "camera": {"name": "image_02", "width": camera.width, "height": camera.height,
                    "P_rect_02": calibration.P_rect.reshape(-1).tolist()},
+        "raw_cameras": [f"image_{code}" for code in sensors.RAW_CAMERAS],
         "lidar": {"beams": len(lidar.elevations), "columns": lidar.columns, "max_range_m": lidar.max_range,
                   "range_noise_m": lidar.range_noise, "dropout": lidar.dropout,
                   "height_m": sensors.LIDAR_HEIGHT},
@@ -243,6 +282,19 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
     }
     (out_dir / "synth_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
+
+
+def _write_oxts(oxts_dir: Path, scene: Scene, geo: oxts.GeoReference, start_ns: int, frames: int,
+                rngs: list[np.random.Generator]) -> None:
+    """oxts/: one packet per frame at the frame's instant, its timestamps and dataformat.txt."""
+    times = [frame * FRAME_PERIOD for frame in range(frames)]
+    table = oxts.packets(lambda t: sensors.imu_pose(scene, t), times, geo, rngs)
+    data_dir = oxts_dir / "data"
+    data_dir.mkdir(parents=True, exist_ok=True)
+    for frame, packet in enumerate(table):
+        (data_dir / f"{frame:010d}.txt").write_text(oxts.format_packet(packet) + "\n")
+    _write_timestamps(oxts_dir / "timestamps.txt", [start_ns + frame * 100_000_000 for frame in range(frames)])
+    (oxts_dir / "dataformat.txt").write_text(oxts.DATAFORMAT)
 
 
 def summarize_dataset(out_dir: str | Path) -> dict:
