@@ -10,7 +10,8 @@ Layout under the dataset root (the real KITTI one, also written by the synthetic
   data_depth_selection/val_selection_cropped/{image,velodyne_raw,groundtruth_depth,intrinsics}/
       <drive>_{image,velodyne_raw,groundtruth_depth}_%010d_image_0X.png, <drive>_image_%010d_image_0X.txt
 Frames are always paired by file name: annotated frames are a subset of the raw ones (KITTI leaves out
-the first and last five frames of every drive).
+the first and last five frames of every drive). `find_groundtruth_folder` and `find_raw_drive_folder`
+locate one drive's ground-truth PNGs and raw folder from any level of these layouts.
 """
 from __future__ import annotations
 
@@ -104,6 +105,11 @@ def list_raw_drives(raw_root: str | Path) -> list[str]:
     )
 
 
+def is_drive_name(name: str) -> bool:
+    """Whether `name` looks like a KITTI raw drive, `<date>_drive_<nnnn>_sync`."""
+    return bool(_DRIVE_PATTERN.match(name))
+
+
 def _date_of(drive: str) -> str:
     match = _DRIVE_PATTERN.match(drive)
     if not match:
@@ -185,6 +191,76 @@ class KittiRawDrive:
             if path.is_file():
                 return path
         return None
+
+
+# --------------------------------------------------------------------------- one drive's ground truth
+def _drive_of_groundtruth_folder(folder: Path, camera: str) -> str | None:
+    """The drive of a `<drive>/proj_depth/groundtruth/image_0X` folder, None for any other folder."""
+    parts = folder.parts
+    if len(parts) >= 4 and parts[-1] == camera and parts[-2] == "groundtruth" and parts[-3] == "proj_depth" \
+            and _DRIVE_PATTERN.match(parts[-4]):
+        return parts[-4]
+    return None
+
+
+def find_groundtruth_folder(path: str | Path, drive: str | None = None,
+                            camera: str = "image_02") -> tuple[Path, str]:
+    """(folder of the ground-truth PNGs, drive name) of one drive, from any of these `path`s:
+
+    - the folder itself, `.../<drive>/proj_depth/groundtruth/image_0X` (the drive comes from the path);
+    - the drive's folder, `.../<drive>` holding `proj_depth/groundtruth/image_0X`;
+    - a `data_depth_annotated` root holding `train/<drive>/...` and `val/<drive>/...`, or the dataset
+      root above it: `drive` names the drive, or the root must hold only one.
+
+    A `drive` that contradicts the path is an error, as is a folder where nothing matches.
+    """
+    path, camera = Path(path), _camera_folder(camera)
+    if not path.is_dir():
+        raise FileNotFoundError(f"ground-truth folder not found: {path}")
+    named = _drive_of_groundtruth_folder(path, camera)
+    if named is None and _DRIVE_PATTERN.match(path.name) and (path / "proj_depth").is_dir():
+        named, path = path.name, path / "proj_depth" / "groundtruth" / camera
+    if named is not None:
+        if drive is not None and drive != named:
+            raise ValueError(f"ground-truth folder {path} belongs to drive {named}, not {drive}")
+        if not path.is_dir():
+            raise FileNotFoundError(f"ground-truth folder not found: {path}")
+        return path, named
+    root = path / "data_depth_annotated" if (path / "data_depth_annotated").is_dir() else path
+    splits = [root / split for split in ("train", "val") if (root / split).is_dir()]
+    if not splits:
+        raise FileNotFoundError(f"{path} is neither a drive's proj_depth/groundtruth/{camera} folder nor a "
+                                "data_depth_annotated root (with train/ or val/)")
+    folders = {d.name: d / "proj_depth" / "groundtruth" / camera for split in splits for d in sorted(split.iterdir())
+               if _DRIVE_PATTERN.match(d.name) and (d / "proj_depth" / "groundtruth" / camera).is_dir()}
+    if drive is not None:
+        if drive not in folders:
+            raise FileNotFoundError(f"no ground truth of drive {drive} ({camera}) under {root} "
+                                    f"(drives: {', '.join(sorted(folders)) or 'none'})")
+        return folders[drive], drive
+    if len(folders) != 1:
+        raise ValueError(f"{root} holds the ground truth of {len(folders)} drives; name one with --drive "
+                         f"(drives: {', '.join(sorted(folders)) or 'none'})")
+    (drive, folder), = folders.items()
+    return folder, drive
+
+
+def find_raw_drive_folder(path: str | Path, drive: str) -> Path:
+    """The raw folder of `drive` (the one holding image_02/timestamps.txt) from `path`: that folder itself,
+    the date folder above it, a kitti_raw root (`<date>/<drive>`) or the dataset root (`kitti_raw/...`)."""
+    path = Path(path)
+    if not path.is_dir():
+        raise FileNotFoundError(f"KITTI raw folder not found: {path}")
+    if (path / "image_02").is_dir() or (path / "velodyne_points").is_dir():
+        if _DRIVE_PATTERN.match(path.name) and path.name != drive:
+            raise ValueError(f"raw folder {path} is drive {path.name}, but the ground truth is of drive {drive}")
+        return path
+    tried = [path / _date_of(drive) / drive, path / drive, path / "kitti_raw" / _date_of(drive) / drive]
+    for candidate in tried:
+        if candidate.is_dir():
+            return candidate
+    raise FileNotFoundError(f"raw drive {drive} not found under {path} (looked for "
+                            f"{', '.join(str(c) for c in tried)})")
 
 
 # ------------------------------------------------------------------------------------ depth completion

@@ -7,9 +7,15 @@ with a TRANSIENT_LOCAL offered QoS so that `ros2 bag play` republishes them latc
 
 Reading goes through `rosbags.highlevel.AnyReader` with the message definitions stored in the bag, so
 ROS 1 `.bag` files and rosbag2 folders both work and no typestore has to match the recording distro.
+Bags that carry no definitions (rosbag2 recorded on Humble or earlier: metadata without
+`type_description_hash`, sqlite3 without a `message_definitions` table) are read with the Humble
+typestore, whose sensor_msgs, geometry_msgs and tf2_msgs layouts are those of every ROS 2 distro. Besides
+rosbag2 folders, a bare `.mcap` or `.db3` storage file reads on its own, and so does a folder that holds a
+single storage file but lost its metadata.yaml.
 """
 from __future__ import annotations
 
+import logging
 import shutil
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,13 +24,16 @@ from typing import Any, Iterable, Iterator
 import numpy as np
 from rosbags.highlevel import AnyReader
 from rosbags.highlevel.anyreader import AnyReaderError
-from rosbags.interfaces import Qos, QosDurability, QosHistory, QosLiveliness, QosReliability, QosTime
+from rosbags.interfaces import MessageDefinitionFormat, Qos, QosDurability, QosHistory, QosLiveliness
+from rosbags.interfaces import QosReliability, QosTime
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
 from depth_completion_ros.data import messages
 from depth_completion_ros.data.image_io import read_depth_png
 from depth_completion_ros.geometry import invert_transform
+
+LOGGER = logging.getLogger(__name__)
 
 
 class BagError(ValueError):
@@ -150,17 +159,37 @@ class BagMessage:
     msg: Any
 
 
-def _open_reader(path: str | Path) -> AnyReader:
-    path = Path(path)
+STORAGE_SUFFIXES = (".mcap", ".db3")  # rosbag2 storage files that read without metadata.yaml
+# Used only for bags without message definitions, which no ROS 1 bag and no rosbag2 since Iron is.
+DEFAULT_TYPESTORES = {"ros1": Stores.ROS1_NOETIC, "ros2": Stores.ROS2_HUMBLE}
+
+
+def _bag_source(path: Path) -> Path:
+    """What AnyReader opens for `path`: a ROS 1 `.bag`, a rosbag2 folder, a bare `.mcap`/`.db3` file, or
+    the one storage file of a folder that has no metadata.yaml (a recording copied without it)."""
     if not path.exists():
         raise FileNotFoundError(f"bag not found: {path}")
-    if path.is_dir() and not (path / "metadata.yaml").is_file():
-        raise FileNotFoundError(f"{path} is not a rosbag2 folder: it has no metadata.yaml")
+    if not path.is_dir() or (path / "metadata.yaml").is_file():
+        return path
+    storage = sorted(p for p in path.iterdir() if p.is_file() and p.suffix in STORAGE_SUFFIXES)
+    if len(storage) == 1:
+        LOGGER.info("%s has no metadata.yaml; reading its storage file %s alone", path, storage[0].name)
+        return storage[0]
+    found = f"{len(storage)} storage files" if storage else "no .mcap or .db3 file"
+    raise FileNotFoundError(f"{path} is not a rosbag2 folder: it has no metadata.yaml and {found}")
+
+
+def _open_reader(path: str | Path) -> AnyReader:
+    """An open AnyReader of a ROS 1 or ROS 2 bag (see `_bag_source` for the forms accepted)."""
+    path = _bag_source(Path(path))
+    store = DEFAULT_TYPESTORES["ros1" if path.suffix == ".bag" else "ros2"]
     try:
-        reader = AnyReader([path])
+        reader = AnyReader([path], default_typestore=get_typestore(store))
         reader.open()
     except AnyReaderError as error:
         raise BagError(f"cannot read bag {path}: {error}") from None
+    if reader.connections and all(c.msgdef.format == MessageDefinitionFormat.NONE for c in reader.connections):
+        LOGGER.debug("bag %s carries no message definitions: read with the %s typestore", path, store.name)
     return reader
 
 
