@@ -1,5 +1,6 @@
 """Evaluation reports shared by `eval-bag`, `eval-kitti` and the demo: metrics.json, a per-frame CSV,
-error-by-distance and latency plots, and image panels (RGB | sparse | predicted | ground truth | error)."""
+error-by-distance and latency plots, image panels (RGB | sparse | predicted | ground truth | error), and
+report.html, all of it on one self-contained page (html_report.py)."""
 from __future__ import annotations
 
 import csv
@@ -10,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .html_report import write_html_report
 from .metrics import devkit_fill
 
 DISTANCE_BIN_EDGES_M = (0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 1e9)
@@ -158,8 +160,8 @@ def summarize_latency(rows: list[dict]) -> dict:
 
 
 def write_report(out_dir: Path, summary: dict, rows: list[dict]) -> dict:
-    """metrics.json (the summary as given), frames.csv and the plots (the latency plot only when the rows
-    were timed). Returns the paths written."""
+    """metrics.json (the summary as given), frames.csv, the plots (the latency plot only when the rows
+    were timed) and report.html. Returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out_dir / "metrics.json", "frames": out_dir / "frames.csv"}
@@ -172,6 +174,8 @@ def write_report(out_dir: Path, summary: dict, rows: list[dict]) -> dict:
         if timed:
             paths["latency"] = out_dir / "latency.png"
             plot_latency(paths["latency"], timed)
+    # Last: the page embeds the plots above and the panels the scorer has already drawn.
+    paths["html"] = write_html_report(out_dir, summary, rows)
     return paths
 
 
