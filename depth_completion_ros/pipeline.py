@@ -3,10 +3,12 @@ the ROS node, the rosbag evaluation, the KITTI evaluation and the demo all call 
 
 Stages, each timed: conversion (messages -> arrays -> tensors on the engine's device), projection
 (cloud -> sparse depth in the camera), inference (the network), post-processing (back to a float32 image in
-metres, range clipping, region-of-interest paste and invalid fill).
+metres, range clipping, region-of-interest paste and invalid fill), and on self-check frames the LiDAR
+hold-out self-check (`self_check`: choosing the held-out pixels, scoring them, edge agreement).
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 from dataclasses import dataclass, field
@@ -14,6 +16,7 @@ from typing import Any
 
 import numpy as np
 
+from . import self_check as checks
 from .geometry import PinholeCamera, ProjectionStats, project
 
 ROI_CHOICES = ("full", "bottom")
@@ -30,6 +33,12 @@ class PipelineOptions:
         (a KITTI-style LiDAR covers only the lower part of the image, and networks trained on KITTI's
         1216x352 crops see only those rows); rows above the ROI get the invalid value.
     invalid_value: value of pixels without a prediction: "nan" (REP 118) or "zero".
+    self_check_fraction: share of the LiDAR pixels held out of the network's input on a self-check frame
+        and scored against the prediction (`self_check` module); 0 = no self-check.
+    self_check_every_n: every n-th frame processed is a self-check frame (1 = every frame).
+    self_check_second_run: on a self-check frame, run the network a second time on the full input and
+        return that prediction; otherwise (the default) the prediction made without the held-out pixels is
+        the frame's output, and a self-check frame costs no extra inference.
     """
 
     min_depth: float = 0.1
@@ -37,6 +46,9 @@ class PipelineOptions:
     roi: str = "full"
     roi_height: int = 352
     invalid_value: str = "nan"
+    self_check_fraction: float = 0.0
+    self_check_every_n: int = 1
+    self_check_second_run: bool = False
 
     def __post_init__(self):
         if not (math.isfinite(self.min_depth) and self.min_depth >= 0):
@@ -49,6 +61,10 @@ class PipelineOptions:
             raise ValueError(f"roi_height must be >= 1, got {self.roi_height}")
         if self.invalid_value not in INVALID_CHOICES:
             raise ValueError(f"invalid_value must be one of {INVALID_CHOICES}, got {self.invalid_value!r}")
+        checks.check_fraction(self.self_check_fraction)
+        if isinstance(self.self_check_every_n, bool) or int(self.self_check_every_n) != self.self_check_every_n \
+                or self.self_check_every_n < 1:
+            raise ValueError(f"self_check_every_n must be an integer >= 1, got {self.self_check_every_n}")
 
     @property
     def fill_value(self) -> float:
@@ -58,7 +74,8 @@ class PipelineOptions:
 @dataclass
 class FrameResult:
     """Dense depth (H, W) float32 metres (invalid = options.invalid_value), the projected sparse input
-    (H, W) float32 (0 = none), per-stage timings in ms, what the projection dropped, and the stamp."""
+    (H, W) float32 (0 = none; all returns, the held-out ones included), per-stage timings in ms, what the
+    projection dropped, the stamp, and on self-check frames the self-check (else None)."""
 
     dense: np.ndarray
     sparse: np.ndarray
@@ -67,13 +84,15 @@ class FrameResult:
     stamp_ns: int | None = None
     roi_top: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
+    self_check: checks.SelfCheck | None = None
 
 
 class FrameProcessor:
     """Turns synchronized frames into dense depth with an inference `Engine`.
 
     `camera` (PinholeCamera) and `lidar_to_camera` (4x4) are the defaults for every frame; each call may
-    override them (a node that receives CameraInfo and tf updates passes them per frame).
+    override them (a node that receives CameraInfo and tf updates passes them per frame). `options` may be
+    replaced between frames (the node does so when a runtime parameter changes); each frame reads it once.
     """
 
     def __init__(self, engine, camera: PinholeCamera | None = None, lidar_to_camera: np.ndarray | None = None,
@@ -82,6 +101,7 @@ class FrameProcessor:
         self.camera = camera
         self.lidar_to_camera = None if lidar_to_camera is None else np.asarray(lidar_to_camera, dtype=np.float64)
         self.options = options or PipelineOptions()
+        self.frames_processed = 0  # counts frames towards options.self_check_every_n
 
     # ------------------------------------------------------------------------------------ arrays in
     def process(self, rgb: np.ndarray, points: np.ndarray, stamp_ns: int | None = None,
@@ -110,6 +130,8 @@ class FrameProcessor:
                              f"{camera.width}x{camera.height}")
         opts = self.options
         timings = {"conversion": conversion_ms}
+        self_check_due = opts.self_check_fraction > 0 and self.frames_processed % opts.self_check_every_n == 0
+        self.frames_processed += 1
 
         start = time.perf_counter()
         if sparse is None:
@@ -132,29 +154,50 @@ class FrameProcessor:
                                     out_of_range=int(too_far.sum()), outside=0, projected=n_kept, pixels=n_kept)
         timings["projection"] = _ms_since(start)
 
-        start = time.perf_counter()
         roi_top = camera.height - min(int(opts.roi_height), camera.height) if opts.roi == "bottom" else 0
+        network_sparse, held = sparse, None
+        if self_check_due:
+            start = time.perf_counter()
+            rows, cols, candidates = checks.choose_hold_out(sparse, opts.self_check_fraction,
+                                                            checks.frame_seed(stamp_ns, sparse), top=roi_top)
+            network_sparse = checks.without(sparse, rows, cols)
+            held = (rows, cols, candidates)
+            timings["self_check"] = _ms_since(start)
+
+        start = time.perf_counter()
         device = getattr(self.engine, "device", torch.device("cpu"))
         rgb_roi = np.ascontiguousarray(rgb[roi_top:])
         if not rgb_roi.flags.writeable:  # a zero-copy view of a message buffer: torch wraps only writable memory
             rgb_roi = rgb_roi.copy()
         rgb_tensor = torch.from_numpy(rgb_roi).to(device, non_blocking=True)
         rgb_tensor = rgb_tensor.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        sparse_tensor = torch.from_numpy(np.ascontiguousarray(sparse[roi_top:])).to(device)[None, None]
+        sparse_tensor = torch.from_numpy(np.ascontiguousarray(network_sparse[roi_top:])).to(device)[None, None]
         timings["conversion"] += _ms_since(start)
 
         start = time.perf_counter()
         prediction = self.engine.predict(rgb_tensor, sparse_tensor)  # the engine synchronises its device
+        held_out_prediction = None
+        if held is not None and opts.self_check_second_run:
+            held_out_prediction = prediction
+            full_tensor = torch.from_numpy(np.ascontiguousarray(sparse[roi_top:])).to(device)[None, None]
+            prediction = self.engine.predict(rgb_tensor, full_tensor)
         timings["inference"] = _ms_since(start)
 
         start = time.perf_counter()
-        prediction = prediction.detach().float().clamp_(0.0, opts.max_depth)[0, 0].cpu().numpy()
+        prediction = _to_metres(prediction, opts.max_depth)
         dense = np.full((camera.height, camera.width), opts.fill_value, dtype=np.float32)
         dense[roi_top:] = np.where(np.isfinite(prediction), prediction, np.float32(opts.fill_value))
         timings["postprocess"] = _ms_since(start)
+
+        check = None
+        if held is not None:
+            start = time.perf_counter()
+            scored = prediction if held_out_prediction is None else _to_metres(held_out_prediction, opts.max_depth)
+            check = _score_self_check(rgb, sparse, network_sparse, scored, held, roi_top, opts.self_check_fraction)
+            timings["self_check"] += _ms_since(start)
         timings["total"] = sum(timings.values())
         return FrameResult(dense=dense, sparse=sparse, timings_ms=timings, projection=stats,
-                           stamp_ns=stamp_ns, roi_top=roi_top)
+                           stamp_ns=stamp_ns, roi_top=roi_top, self_check=check)
 
     # ---------------------------------------------------------------------------------- messages in
     def process_messages(self, image_msg, cloud_msg, camera: PinholeCamera | None = None,
@@ -177,6 +220,21 @@ class FrameProcessor:
             stamp = image_msg.header.stamp
             stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
         return self._run(rgb, points, None, stamp_ns, camera, lidar_to_camera, conversion_ms=_ms_since(start))
+
+
+def _score_self_check(rgb, sparse, network_sparse, prediction, held, roi_top: int, fraction: float) -> checks.SelfCheck:
+    """Score the prediction (ROI rows) at the held-out pixels, and the edge agreement of the input."""
+    rows, cols, candidates = held
+    check = checks.score_hold_out(prediction[rows - roi_top, cols], sparse[rows, cols], fraction=fraction,
+                                  candidates=candidates, isolated=checks.count_isolated(network_sparse, rows, cols),
+                                  rows=rows, cols=cols)
+    agreement, edge_pixels = checks.edge_agreement(rgb, sparse, top=roi_top)
+    return dataclasses.replace(check, edge_agreement=agreement, edge_pixels=edge_pixels)
+
+
+def _to_metres(prediction, max_depth: float) -> np.ndarray:
+    """The engine's [1, 1, H, W] tensor -> (H, W) float32 numpy metres clipped to [0, max_depth]."""
+    return prediction.detach().float().clamp_(0.0, max_depth)[0, 0].cpu().numpy()
 
 
 def _ms_since(start: float) -> float:

@@ -101,7 +101,10 @@ def test_every_spec_has_a_description_and_consistent_range():
             assert spec.minimum <= spec.default <= spec.maximum, spec.name
         if spec.choices is not None:
             assert spec.default in spec.choices, spec.name
-    assert {spec.name for spec in PARAMETERS if not spec.read_only} == {"publish_colorized", "publish_sparse"}
+    assert {spec.name for spec in PARAMETERS if not spec.read_only} == {
+        "publish_colorized", "publish_sparse", "self_check.fraction", "self_check.every_n_frames",
+        "self_check.second_run", "self_check.warn_rmse_mm", "self_check.error_rmse_mm",
+        "self_check.warn_edge_agreement"}
 
 
 @pytest.mark.parametrize("name, value, words", [

@@ -28,6 +28,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--roi", default=defaults.roi, choices=ROI_CHOICES,
                        help="run the network on the whole image or on its bottom --roi-height rows")
     group.add_argument("--roi-height", type=int, default=defaults.roi_height)
+    group.add_argument("--self-check", type=float, default=0.0, metavar="FRACTION",
+                       help="LiDAR hold-out self-check on every frame: hold FRACTION (e.g. 0.05) of the LiDAR "
+                            "pixels out of the network's input and score the prediction there, beside the "
+                            "ground-truth metrics (the scored prediction is the one made without them); "
+                            "default: off")
 
 
 def engine_from_args(args):
@@ -41,4 +46,4 @@ def pipeline_options_from_args(args):
     from ..pipeline import PipelineOptions
 
     return PipelineOptions(min_depth=args.min_depth, max_depth=args.max_depth, roi=args.roi,
-                           roi_height=args.roi_height)
+                           roi_height=args.roi_height, self_check_fraction=getattr(args, "self_check", 0.0))

@@ -1,4 +1,5 @@
-"""Rates, latency windows, log throttling and the diagnostics summary of the node, without ROS.
+"""Rates, latency windows, log throttling, the self-check window and the diagnostics summaries of the node,
+without ROS.
 
 All timing here uses a monotonic wall clock (injectable for tests): rates and throttles describe the
 machine, not the (possibly simulated) ROS time, as diagnostic_updater's own helpers do.
@@ -6,6 +7,7 @@ machine, not the (possibly simulated) ROS time, as diagnostic_updater's own help
 from __future__ import annotations
 
 import collections
+import math
 import threading
 import time
 from dataclasses import dataclass
@@ -231,3 +233,101 @@ def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, f
         return DiagnosticSummary(LEVEL_WARN, f"publishing at {output_rate:.1f} Hz; dropped "
                                              f"{sum(failures.values())} frame(s) lately (most: {worst})", values)
     return DiagnosticSummary(LEVEL_OK, f"publishing at {output_rate:.1f} Hz", values)
+
+
+# ------------------------------------------------------------------------------------------ self-check
+MIN_SELF_CHECK_SAMPLES = 30  # fewer held-out pixels in the window: too noisy to raise the level
+
+
+class SelfCheckWindow:
+    """The last `size` self-check frames (`self_check.SelfCheck`), pooled: RMSE and MAE over all their
+    held-out pixels together (not a mean of per-frame figures), overall and per distance band."""
+
+    def __init__(self, size: int = 10):
+        if size < 1:
+            raise ValueError(f"size must be >= 1, got {size}")
+        self._frames: collections.deque = collections.deque(maxlen=size)
+        self._lock = threading.Lock()
+
+    def add(self, check) -> None:
+        """Add one frame's SelfCheck (an empty one counts as a frame without samples)."""
+        bands = tuple((band.label, band.count, _squares(band.rmse_mm, band.count), (band.mae_mm or 0.0) * band.count)
+                      for band in check.bands)
+        entry = (check.scored, _squares(check.rmse_mm, check.scored), (check.mae_mm or 0.0) * check.scored,
+                 bands, check.edge_agreement)
+        with self._lock:
+            self._frames.append(entry)
+
+    def summary(self) -> dict:
+        """{frames, samples, rmse_mm, mae_mm (None without samples), bands: {label: (samples, rmse_mm, mae_mm)},
+        edge_agreement (mean over the frames that have one, else None)}."""
+        with self._lock:
+            frames = list(self._frames)
+        samples = sum(frame[0] for frame in frames)
+        bands: dict[str, list[float]] = {}
+        for frame in frames:
+            for label, count, squares, absolute in frame[3]:
+                pooled = bands.setdefault(label, [0, 0.0, 0.0])
+                pooled[0] += count
+                pooled[1] += squares
+                pooled[2] += absolute
+        agreements = [frame[4] for frame in frames if frame[4] is not None]
+        return {
+            "frames": len(frames), "samples": samples,
+            "rmse_mm": math.sqrt(sum(f[1] for f in frames) / samples) if samples else None,
+            "mae_mm": sum(f[2] for f in frames) / samples if samples else None,
+            "bands": {label: (int(n), math.sqrt(sq / n) if n else None, ab / n if n else None)
+                      for label, (n, sq, ab) in bands.items()},
+            "edge_agreement": float(np.mean(agreements)) if agreements else None,
+        }
+
+
+def _squares(rmse_mm: float | None, count: int) -> float:
+    return (rmse_mm or 0.0) ** 2 * count
+
+
+def summarize_self_check(window: Mapping, warn_rmse_mm: float, error_rmse_mm: float, fraction: float,
+                         every_n_frames: int, warn_edge_agreement: float = 0.0) -> DiagnosticSummary:
+    """The diagnostic status of the LiDAR hold-out self-check from a `SelfCheckWindow.summary()`.
+
+    ERROR: the pooled self-check RMSE is at or above `error_rmse_mm`; WARN: at or above `warn_rmse_mm`, or
+    the mean edge agreement is below `warn_edge_agreement` (when > 0: a hint at the LiDAR->camera
+    calibration, which the hold-out cannot see); OK otherwise, and also while it is off (fraction 0), has no
+    sample yet, or has fewer than MIN_SELF_CHECK_SAMPLES held-out pixels in its window (too few to judge).
+    """
+    def mm(value):
+        return "n/a" if value is None else f"{value:.1f}"
+
+    values = {
+        "self-check RMSE (mm)": mm(window.get("rmse_mm")),
+        "self-check MAE (mm)": mm(window.get("mae_mm")),
+        "self-check samples": str(window.get("samples", 0)),
+        "self-check frames": str(window.get("frames", 0)),
+    }
+    for label, (count, rmse, mae) in window.get("bands", {}).items():
+        values[f"self-check RMSE {label} (mm)"] = mm(rmse)
+        values[f"self-check MAE {label} (mm)"] = mm(mae)
+        values[f"self-check samples {label}"] = str(count)
+    agreement = window.get("edge_agreement")
+    values["self-check edge agreement"] = "n/a" if agreement is None else f"{agreement:.3f}"
+    values.update({"self-check fraction": f"{fraction:g}", "self-check every n frames": str(every_n_frames),
+                   "self-check warn RMSE (mm)": f"{warn_rmse_mm:g}",
+                   "self-check error RMSE (mm)": f"{error_rmse_mm:g}",
+                   "self-check warn edge agreement": f"{warn_edge_agreement:g}"})
+    if fraction <= 0:
+        return DiagnosticSummary(LEVEL_OK, "self-check off (self_check.fraction 0)", values)
+    rmse, samples = window.get("rmse_mm"), window.get("samples", 0)
+    if rmse is None:
+        return DiagnosticSummary(LEVEL_OK, "no self-check sample yet", values)
+    message = (f"self-check RMSE {rmse:.0f} mm over {samples} held-out LiDAR pixels "
+               f"({window.get('frames', 0)} frames)")
+    if samples < MIN_SELF_CHECK_SAMPLES:
+        return DiagnosticSummary(LEVEL_OK, f"{message}; too few samples to judge", values)
+    if rmse >= error_rmse_mm:
+        return DiagnosticSummary(LEVEL_ERROR, f"{message} >= error threshold {error_rmse_mm:g} mm", values)
+    if rmse >= warn_rmse_mm:
+        return DiagnosticSummary(LEVEL_WARN, f"{message} >= warn threshold {warn_rmse_mm:g} mm", values)
+    if warn_edge_agreement > 0 and agreement is not None and agreement < warn_edge_agreement:
+        return DiagnosticSummary(LEVEL_WARN, f"{message}; image/LiDAR edge agreement {agreement:.2f} below "
+                                             f"{warn_edge_agreement:g}: check the LiDAR->camera calibration", values)
+    return DiagnosticSummary(LEVEL_OK, message, values)

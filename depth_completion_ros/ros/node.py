@@ -8,6 +8,15 @@ Topics (relative names, remap them):
        depth/image_colorized (bgr8) and sparse_depth (32FC1 metres). Output QoS: parameter `output_qos`,
        default reliable keep-last 5, which both reliable subscribers (depth_image_proc) and best-effort
        ones (RViz) accept; best effort ("sensor_data") would leave reliable subscribers with nothing.
+       self_check (diagnostic_msgs/DiagnosticArray under the camera image's header, one status with the
+       frame's LiDAR hold-out self-check), on self-check frames while someone subscribes.
+
+Accuracy without ground truth: every `self_check.every_n_frames`-th frame holds `self_check.fraction` of
+its LiDAR pixels out of the network's input and scores the prediction there (`self_check` module); the
+status "depth completion self-check" on /diagnostics reports RMSE and MAE pooled over the last
+`self_check.window` such frames, overall and by distance band, WARN / ERROR at `self_check.warn_rmse_mm` /
+`self_check.error_rmse_mm`, and the image/LiDAR edge agreement (WARN below `self_check.warn_edge_agreement`
+when set: the hold-out cannot see a mis-calibrated LiDAR->camera transform, the edges can).
 
 Threads: a single-threaded executor runs the subscriptions, tf and diagnostics; every callback there is
 short. The synchronizer callback only drops the newest image/camera_info/points triple into a one-slot
@@ -20,6 +29,7 @@ inference are logged (throttled per reason) and counted as drops; the node keeps
 from __future__ import annotations
 
 import array
+import dataclasses
 import signal
 import sys
 import threading
@@ -53,7 +63,8 @@ from .dds_tuning import receive_buffer_warning, required_receive_buffer
 from .frame_handler import FrameHandler
 from .latest_frame import DropCounter, FrameWorker, LatestFrameMailbox
 from .monitoring import (
-    INPUTS, LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, InputAccounting, LatencyWindow, LogThrottle, RateMeter, summarize,
+    INPUTS, LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, InputAccounting, LatencyWindow, LogThrottle, RateMeter, SelfCheckWindow,
+    summarize, summarize_self_check,
 )
 from .params import (
     NODE_NAME,
@@ -63,6 +74,7 @@ from .params import (
     ParameterError,
     accepted_model_names,
     build_engine,
+    check_self_check_thresholds,
     check_value,
     validate_parameters,
 )
@@ -74,6 +86,11 @@ WORKER_STOP_TIMEOUT_S = 10.0
 # Logged once the worker takes frames; bag_replay.launch.py starts the player on it.
 READY_MESSAGE = "ready for frames"
 RUNTIME_PARAMETERS = tuple(spec.name for spec in PARAMETERS if not spec.read_only)
+SELF_CHECK_STATUS = "depth completion self-check"
+# Runtime self-check parameters -> the PipelineOptions field each one sets.
+SELF_CHECK_OPTIONS = {"self_check.fraction": "self_check_fraction",
+                      "self_check.every_n_frames": "self_check_every_n",
+                      "self_check.second_run": "self_check_second_run"}
 
 
 def _descriptor(spec) -> ParameterDescriptor:
@@ -119,7 +136,10 @@ class DepthCompletionNode(Node):
         self.engine = build_engine(settings)
         self.processor = FrameProcessor(self.engine, options=PipelineOptions(
             min_depth=settings.min_depth, max_depth=settings.max_depth, roi=settings.roi,
-            roi_height=settings.roi_height, invalid_value=settings.invalid_value))
+            roi_height=settings.roi_height, invalid_value=settings.invalid_value,
+            self_check_fraction=settings.self_check_fraction,
+            self_check_every_n=settings.self_check_every_n_frames,
+            self_check_second_run=settings.self_check_second_run))
         self.get_logger().info(f"inference engine: {self.engine!r}")
 
         self.drops = DropCounter()
@@ -139,6 +159,10 @@ class DepthCompletionNode(Node):
         self._drops_at_last_report = self.drops.snapshot()
         self._publish_optional = {"publish_colorized": settings.publish_colorized,
                                   "publish_sparse": settings.publish_sparse}
+        self.self_check_window = SelfCheckWindow(settings.self_check_window)
+        self._self_check_thresholds = {"self_check.warn_rmse_mm": settings.self_check_warn_rmse_mm,
+                                       "self_check.error_rmse_mm": settings.self_check_error_rmse_mm,
+                                       "self_check.warn_edge_agreement": settings.self_check_warn_edge_agreement}
 
         self._tf_buffer = None
         self._tf_listener = None
@@ -150,6 +174,7 @@ class DepthCompletionNode(Node):
         self.info_publisher = self.create_publisher(CameraInfo, "depth/camera_info", qos)
         self.colorized_publisher = self.create_publisher(Image, "depth/image_colorized", qos)
         self.sparse_publisher = self.create_publisher(Image, "sparse_depth", qos)
+        self.self_check_publisher = self._make_self_check_publisher(qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # message_filters defaults to reliable depth 10, which never matches best-effort sensor publishers.
@@ -189,7 +214,8 @@ class DepthCompletionNode(Node):
         return validate_parameters(values, model_names=accepted_model_names())
 
     def _on_set_parameters(self, parameters) -> SetParametersResult:
-        """Runtime changes: only the optional outputs may change (the others are read-only)."""
+        """Runtime changes: the optional outputs and the self-check (the others are read-only). All of a
+        request is checked before any of it applies."""
         updates = {}
         for parameter in parameters:
             if parameter.name in RUNTIME_PARAMETERS:
@@ -197,7 +223,18 @@ class DepthCompletionNode(Node):
                     updates[parameter.name] = check_value(PARAMETER_SPECS[parameter.name], parameter.value)
                 except ParameterError as error:
                     return SetParametersResult(successful=False, reason=str(error))
-        self._publish_optional.update(updates)
+        thresholds = {**self._self_check_thresholds,
+                      **{name: value for name, value in updates.items() if name in self._self_check_thresholds}}
+        try:
+            check_self_check_thresholds(thresholds["self_check.warn_rmse_mm"], thresholds["self_check.error_rmse_mm"])
+        except ParameterError as error:
+            return SetParametersResult(successful=False, reason=str(error))
+        self._self_check_thresholds.update(thresholds)
+        options = {SELF_CHECK_OPTIONS[name]: value for name, value in updates.items() if name in SELF_CHECK_OPTIONS}
+        if options:  # one assignment: the worker reads the options once per frame
+            self.processor.options = dataclasses.replace(self.processor.options, **options)
+        self._publish_optional.update({name: value for name, value in updates.items()
+                                       if name in self._publish_optional})
         return SetParametersResult(successful=True)
 
     # -------------------------------------------------------------------------------------------- tf
@@ -293,6 +330,8 @@ class DepthCompletionNode(Node):
         if self._publish_optional["publish_sparse"] and self.sparse_publisher.get_subscription_count():
             self.sparse_publisher.publish(messages.make_message(
                 Image, header=header, **messages.depth_to_image_fields(result.sparse, invalid=invalid)))
+        if result.self_check is not None:
+            self._publish_self_check(result.self_check, header)
         self.output_rate.tick()
         self.published += 1
         self.pipeline_ms.add(result.timings_ms["total"])
@@ -317,6 +356,36 @@ class DepthCompletionNode(Node):
                 f"lidar_to_camera {'set' if settings.lidar_to_camera is not None else 'not set'}){more}")
         else:
             self.get_logger().warning(f"dropped a frame ({reason}): {error}{more}")
+
+    # ----------------------------------------------------------------------------------- self-check
+    def _make_self_check_publisher(self, qos):
+        try:
+            from diagnostic_msgs.msg import DiagnosticArray
+        except ImportError:  # diagnostic_msgs is an exec dependency; a bare rclpy may lack it
+            return None
+        return self.create_publisher(DiagnosticArray, "self_check", qos)
+
+    def _self_check_summary(self, window: dict):
+        options = self.processor.options
+        thresholds = self._self_check_thresholds
+        return summarize_self_check(window, thresholds["self_check.warn_rmse_mm"],
+                                    thresholds["self_check.error_rmse_mm"], options.self_check_fraction,
+                                    options.self_check_every_n, thresholds["self_check.warn_edge_agreement"])
+
+    def _publish_self_check(self, check, header) -> None:
+        """Pool the frame's self-check for /diagnostics, and publish it alone on `self_check` if anyone listens."""
+        self.self_check_window.add(check)
+        if self.self_check_publisher is None or not self.self_check_publisher.get_subscription_count():
+            return
+        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+
+        frame = SelfCheckWindow(1)
+        frame.add(check)
+        summary = self._self_check_summary(frame.summary())
+        status = DiagnosticStatus(level=bytes([summary.level]), name=f"{self.get_name()}: {SELF_CHECK_STATUS}",
+                                  message=summary.message, hardware_id=f"{self.engine.backend}:{self.engine.device}",
+                                  values=[KeyValue(key=key, value=value) for key, value in summary.values.items()])
+        self.self_check_publisher.publish(DiagnosticArray(header=header, status=[status]))
 
     # ---------------------------------------------------------------------------------- diagnostics
     def _make_diagnostics(self):
@@ -346,7 +415,15 @@ class DepthCompletionNode(Node):
                 status.add(key, value)
             return status
 
+        def report_self_check(status):
+            summary = self._self_check_summary(self.self_check_window.summary())
+            status.summary(levels[summary.level], summary.message)
+            for key, value in summary.values.items():
+                status.add(key, value)
+            return status
+
         updater.add("depth completion", report)
+        updater.add(SELF_CHECK_STATUS, report_self_check)
         return updater
 
     # ------------------------------------------------------------------------------------- shutdown

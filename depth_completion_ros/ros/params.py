@@ -19,6 +19,7 @@ import numpy as np
 
 from ..geometry import make_transform, quaternion_to_rotation
 from ..pipeline import INVALID_CHOICES, ROI_CHOICES
+from ..self_check import MAX_FRACTION
 
 NODE_NAME = "depth_completion"
 
@@ -118,6 +119,26 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   choices=OUTPUT_QOS_CHOICES),
     ParameterSpec("warmup", True, "run the network on dummy input of KITTI's 352 x 1216 (roi_height rows "
                   "with roi 'bottom') at start-up, on the worker thread, so the first frames are not slow"),
+    ParameterSpec("self_check.fraction", 0.05, "LiDAR hold-out self-check: share of the projected LiDAR pixels "
+                  "held out of the network's input on a self-check frame and scored against its prediction "
+                  "(RMSE/MAE on /diagnostics); 0 = off", read_only=False, minimum=0.0, maximum=MAX_FRACTION),
+    ParameterSpec("self_check.every_n_frames", 10, "every n-th processed frame is a self-check frame",
+                  read_only=False, minimum=1, maximum=100000),
+    ParameterSpec("self_check.second_run", False, "on a self-check frame, run the network again on the full "
+                  "input and publish that (twice the inference time on those frames); false: publish the "
+                  "prediction made without the held-out pixels", read_only=False),
+    ParameterSpec("self_check.window", 10, "self-check frames pooled for the RMSE/MAE on /diagnostics",
+                  minimum=1, maximum=10000),
+    ParameterSpec("self_check.warn_rmse_mm", 5000.0, "self-check RMSE (mm, pooled over the window) at or above "
+                  "which the self-check diagnostic is WARN (the shipped default model: about 2400 mm on the "
+                  "synthetic world)", read_only=False, minimum=1.0, maximum=1e6),
+    ParameterSpec("self_check.error_rmse_mm", 10000.0, "self-check RMSE (mm) at or above which the self-check "
+                  "diagnostic is ERROR; greater than self_check.warn_rmse_mm", read_only=False,
+                  minimum=1.0, maximum=1e6),
+    ParameterSpec("self_check.warn_edge_agreement", 0.0, "image/LiDAR edge agreement (mean over the window) "
+                  "below which the self-check diagnostic is WARN (a LiDAR->camera mis-calibration lowers it; "
+                  "scene-dependent: set it from a calibrated run); 0 = off", read_only=False,
+                  minimum=0.0, maximum=100.0),
 )
 
 PARAMETER_SPECS: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMETERS}
@@ -146,6 +167,13 @@ class NodeSettings:
     lidar_to_camera: np.ndarray | None
     output_qos: str
     warmup: bool
+    self_check_fraction: float
+    self_check_every_n_frames: int
+    self_check_second_run: bool
+    self_check_window: int
+    self_check_warn_rmse_mm: float
+    self_check_error_rmse_mm: float
+    self_check_warn_edge_agreement: float
 
 
 def default_values() -> dict[str, Any]:
@@ -245,6 +273,7 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
     if checked["max_depth"] <= checked["min_depth"]:
         raise ParameterError(f"parameter 'max_depth' ({checked['max_depth']}) must be greater than "
                              f"min_depth ({checked['min_depth']})")
+    check_self_check_thresholds(checked["self_check.warn_rmse_mm"], checked["self_check.error_rmse_mm"])
     transform = parse_lidar_to_camera(checked["lidar_to_camera"])
     if not checked["use_tf"] and transform is None:
         raise ParameterError("parameter 'lidar_to_camera' must be set (16 or 7 values) when use_tf is false")
@@ -269,7 +298,21 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
         lidar_to_camera=transform,
         output_qos=checked["output_qos"],
         warmup=checked["warmup"],
+        self_check_fraction=checked["self_check.fraction"],
+        self_check_every_n_frames=checked["self_check.every_n_frames"],
+        self_check_second_run=checked["self_check.second_run"],
+        self_check_window=checked["self_check.window"],
+        self_check_warn_rmse_mm=checked["self_check.warn_rmse_mm"],
+        self_check_error_rmse_mm=checked["self_check.error_rmse_mm"],
+        self_check_warn_edge_agreement=checked["self_check.warn_edge_agreement"],
     )
+
+
+def check_self_check_thresholds(warn_rmse_mm: float, error_rmse_mm: float) -> None:
+    """The WARN threshold must lie below the ERROR one (at start-up and on every runtime change)."""
+    if not warn_rmse_mm < error_rmse_mm:
+        raise ParameterError(f"parameter 'self_check.warn_rmse_mm' ({warn_rmse_mm}) must be less than "
+                             f"self_check.error_rmse_mm ({error_rmse_mm})")
 
 
 def flatten_parameters(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:

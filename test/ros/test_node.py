@@ -10,6 +10,7 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 pytest.importorskip("message_filters", reason="ROS 2 message_filters is not installed")
 
+from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import qos_profile_sensor_data  # noqa: E402
@@ -17,7 +18,7 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 
 from depth_completion_ros.data import messages  # noqa: E402
 from depth_completion_ros.ros import latest_frame  # noqa: E402
-from depth_completion_ros.ros.node import DepthCompletionNode  # noqa: E402
+from depth_completion_ros.ros.node import SELF_CHECK_STATUS, DepthCompletionNode  # noqa: E402
 from depth_completion_ros.ros.params import PARAMETERS, ParameterError  # noqa: E402
 from depth_completion_ros.ros.synthetic import rclpy_types, wall_frame  # noqa: E402
 
@@ -169,3 +170,76 @@ def test_every_input_message_is_accounted_for(running):
     # Every synchronized frame is published, replaced by a newer one, dropped, or still in hand.
     drops = node.drops.total
     assert node.accounting.paired - node.published - drops in (0, 1, 2)
+
+
+# ------------------------------------------------------------------------------------------ self-check
+OK, WARN, ERROR = b"\x00", b"\x01", b"\x02"
+
+
+def self_check_node(ros_context, **changes):
+    """A node that self-checks every frame, a peer, and the self-check statuses seen on /diagnostics and
+    on the self_check topic."""
+    parameters = {"self_check.fraction": 0.2, "self_check.every_n_frames": 1, **changes}
+    node = DepthCompletionNode(parameter_overrides=node_parameters(**parameters))
+    peer = Peer(node)
+    seen = {"diagnostics": [], "topic": []}
+    peer.node.create_subscription(DiagnosticArray, "/diagnostics", lambda msg: seen["diagnostics"].extend(
+        status for status in msg.status if status.name.endswith(SELF_CHECK_STATUS)), 10)
+    peer.node.create_subscription(DiagnosticArray, "self_check", seen["topic"].append, 10)
+    return node, peer, seen
+
+
+def values_of(status) -> dict[str, str]:
+    return {value.key: value.value for value in status.values}
+
+
+def judged(seen, level=None):
+    """The last self-check status on /diagnostics with enough samples to judge (and of `level`), else None."""
+    for status in reversed(seen["diagnostics"]):
+        if "too few" not in status.message and values_of(status)["self-check RMSE (mm)"] != "n/a" \
+                and (level is None or status.level == level):
+            return status
+    return None
+
+
+def test_self_check_on_a_flat_wall_with_the_nearest_fill_is_exact(ros_context):
+    """Every held-out wall pixel has a neighbour at the wall's depth: the nearest fill predicts it exactly."""
+    node, peer, seen = self_check_node(ros_context, model="baseline:nearest")
+    try:
+        assert peer.spin_until(lambda: judged(seen) is not None and seen["topic"])
+        status = judged(seen)
+        values = values_of(status)
+        assert status.level == OK
+        assert float(values["self-check RMSE (mm)"]) < 1.0 and float(values["self-check MAE (mm)"]) < 1.0
+        assert int(values["self-check samples"]) >= 30 and int(values["self-check frames"]) >= 2
+        assert values["self-check samples 0-10 m"] == values["self-check samples"]     # the wall is at 5 m
+        assert values["self-check RMSE 10-20 m (mm)"] == "n/a"
+        assert values["self-check fraction"] == "0.2"
+        frame = seen["topic"][0]
+        assert messages.stamp_to_ns(frame.header.stamp) in peer.sent_stamps and frame.header.frame_id == "camera"
+        [one] = frame.status
+        assert float(values_of(one)["self-check RMSE (mm)"]) < 1.0
+        assert int(values_of(one)["self-check samples"]) == round(0.2 * 88)     # 8 x 11 wall returns
+    finally:
+        peer.close()
+        node.close()
+
+
+def test_self_check_of_the_untrained_network_and_its_runtime_thresholds(ros_context):
+    thresholds = {"self_check.warn_rmse_mm": 1.0, "self_check.error_rmse_mm": 1e6}
+    node, peer, seen = self_check_node(ros_context, **thresholds)
+    try:
+        assert peer.spin_until(lambda: judged(seen) is not None)
+        status = judged(seen)
+        assert float(values_of(status)["self-check RMSE (mm)"]) > 1.0 and status.level == WARN
+        [rejected] = node.set_parameters([Parameter("self_check.warn_rmse_mm", value=1e6)])
+        assert not rejected.successful and "less than" in rejected.reason        # not below error_rmse_mm
+        [accepted] = node.set_parameters([Parameter("self_check.error_rmse_mm", value=2.0)])
+        assert accepted.successful
+        assert peer.spin_until(lambda: judged(seen, ERROR) is not None)
+        assert values_of(judged(seen, ERROR))["self-check error RMSE (mm)"] == "2"
+        [off] = node.set_parameters([Parameter("self_check.fraction", value=0.0)])
+        assert off.successful and node.processor.options.self_check_fraction == 0.0
+    finally:
+        peer.close()
+        node.close()
