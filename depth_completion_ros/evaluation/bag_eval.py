@@ -51,6 +51,7 @@ from ..data.rosbag import BagError, BagMessage, bag_topics, open_bag_writer, rea
 from ..data.sync import ApproximateTimePairing
 from ..geometry import TransformTree
 from ..pipeline import FrameProcessor
+from .html_report import describe_engine
 from .scoring import FrameScorer, panel_indices
 
 LOGGER = logging.getLogger(__name__)
@@ -440,7 +441,8 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
             score_ready(record.stamp_ns)
         score_ready(None)
     scorer.drop("unsynchronized_image", count=pairing.dropped()[0])
-    return scorer.finish({"mode": "pipeline", "bag": str(bag_path), "topics": topics.__dict__, "slop_s": slop_s,
+    return scorer.finish({"mode": "pipeline", "engine": describe_engine(processor.engine), "bag": str(bag_path),
+                          "topics": topics.__dict__, "slop_s": slop_s,
                           "queue_size": queue_size, "messages_unpaired": dict(zip(("image", "camera_info", "points"),
                                                                                   pairing.dropped())),
                           "predictions_bag": str(predictions_bag) if predictions_bag else None,

@@ -8,6 +8,7 @@ from pathlib import Path
 from ..data.image_io import write_depth_png
 from ..data.kitti import KittiDepthCompletion
 from ..pipeline import FrameProcessor
+from .html_report import describe_engine
 from .scoring import FrameScorer, panel_indices
 
 
@@ -39,5 +40,5 @@ def evaluate_kitti(data_root: str | Path, split: str, processor: FrameProcessor,
         scorer.add(result, rgb, gt, name=dataset.frames[index].name)
         if write_predictions:
             write_depth_png(prediction_dir / prediction_name(dataset, index), result.dense)
-    return scorer.finish({"data": str(data_root), "split": split,
+    return scorer.finish({"engine": describe_engine(processor.engine), "data": str(data_root), "split": split,
                           "predictions": str(prediction_dir) if write_predictions else None})
