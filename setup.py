@@ -48,8 +48,10 @@ setup(
     extras_require={
         # colcon builds the ROS 2 workspace that the launch tests start the node from (test/ros/);
         # flake8 is the project-wide lint (ament_flake8's checks, test/test_lint.py); pykitti is the common
-        # KITTI raw reader that test/test_synth_raw_readers.py loads the synthetic drives with.
-        "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7", "pykitti>=0.3.1"],
+        # KITTI raw reader that test/test_synth_raw_readers.py loads the synthetic drives with (its package
+        # imports cv2; OpenCV 5 would break a cv_bridge in the same interpreter).
+        "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7", "pykitti>=0.3.1",
+                 "opencv-python-headless<5"],
     },
     zip_safe=True,
     entry_points={
