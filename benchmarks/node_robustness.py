@@ -41,7 +41,7 @@ import yaml
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_machine, write_json  # noqa: E402
 
-STATUS_NAME = "depth completion"
+STATUS_NAME = "depth completion"  # diagnostic_updater names it "<node>: depth completion"
 TOPICS = {"image": "/robustness/camera/image", "camera_info": "/robustness/camera/camera_info",
           "points": "/robustness/lidar/points"}
 UNTUNED_CYCLONE = ('<CycloneDDS><Domain Id="any"><General><Interfaces><NetworkInterface name="lo"/></Interfaces>'
@@ -152,7 +152,7 @@ class Driver:
 
     def _on_diagnostics(self, msg) -> None:
         for status in msg.status:
-            if STATUS_NAME in status.name:
+            if status.name.split(": ", 1)[-1] == STATUS_NAME:  # not the "... self-check" status
                 with self._lock:
                     self._diagnostics = {item.key: item.value for item in status.values}
                     self._diagnostics["__level"] = str(int.from_bytes(bytes(status.level), "little")
