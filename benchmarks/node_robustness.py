@@ -178,6 +178,16 @@ class Driver:
         self.diagnostics(fresh_after=count + 1, timeout_s=5.0)
         return self.diagnostics()
 
+    def wait_all_handled(self, timeout_s: float) -> dict[str, str]:
+        """Settled values once every synchronized frame is published or dropped (none still in hand)."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            values = self.settled_diagnostics()
+            synchronized = int(values.get("frames synchronized", -1))
+            handled = int(values.get("frames published", 0)) + sum(_ints(values, "dropped: ").values())
+            if synchronized == handled or time.monotonic() > deadline:
+                return values
+
     def answer_for(self, stamp_ns: int) -> Answer | None:
         with self._lock:
             for answer in reversed(self.answers):
@@ -289,8 +299,7 @@ def run_accounting(frames: int = 100, rate_hz: float = 10.0, configurations=("gi
                 restamp((frame.image, frame.camera_info, frame.cloud), first_stamp + index * int(period * SECOND))
                 driver.send(frame.image, frame.camera_info, frame.cloud)
                 time.sleep(max(0.0, start + (index + 1) * period - time.monotonic()))
-            time.sleep(3.0)  # the last frame's inference
-            values = driver.settled_diagnostics()
+            values = driver.wait_all_handled(timeout_s=120.0)  # the last frame's inference, however slow
             results[configuration] = {
                 "cyclonedds_uri": env.get("CYCLONEDDS_URI", os.environ.get("CYCLONEDDS_URI", "")),
                 "sent": dict(driver.sent), "node_inputs": input_counts(values),

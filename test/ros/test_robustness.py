@@ -40,7 +40,7 @@ def test_every_input_message_is_accounted_for(robustness, tmp_path):
         assert counts["paired"] + counts["waiting"] == counts["received"]
     drops = result["drops"]
     assert result["frames_published"] >= 1 and drops["replaced_by_newer"] >= 1  # 10 Hz is beyond a CPU
-    assert _in_hand(result["frames_synchronized"], result["frames_published"], drops) in (0, 1, 2)
+    assert _in_hand(result["frames_synchronized"], result["frames_published"], drops) == 0
     assert result["answers_received_by_driver"] == result["frames_published"]
     assert result["node_exit_code"] == 0
 
