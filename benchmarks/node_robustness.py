@@ -241,6 +241,21 @@ def restamp(messages_, stamp_ns: int) -> None:
         msg.header.stamp.sec, msg.header.stamp.nanosec = divmod(int(stamp_ns), SECOND)
 
 
+def stream(driver: Driver, base: list, frames: int, rate_hz: float, after_send=None) -> None:
+    """Send `frames` frames cycling through `base` at `rate_hz`, stamped on a steady clock from now;
+    `after_send(index)` runs after each send."""
+    period = 1.0 / rate_hz
+    start = time.monotonic()
+    first_stamp = time.time_ns()
+    for index in range(frames):
+        frame = base[index % len(base)]
+        restamp((frame.image, frame.camera_info, frame.cloud), first_stamp + index * int(period * SECOND))
+        driver.send(frame.image, frame.camera_info, frame.cloud)
+        if after_send is not None:
+            after_send(index)
+        time.sleep(max(0.0, start + (index + 1) * period - time.monotonic()))
+
+
 def _ints(values: dict, prefix: str) -> dict[str, int]:
     return {key[len(prefix):]: int(value) for key, value in values.items() if key.startswith(prefix)}
 
@@ -291,14 +306,7 @@ def run_accounting(frames: int = 100, rate_hz: float = 10.0, configurations=("gi
             node.wait_ready()
             driver.wait_matched()
             time.sleep(1.0)
-            period = 1.0 / rate_hz
-            start = time.monotonic()
-            first_stamp = time.time_ns()
-            for index in range(frames):
-                frame = base[index % len(base)]
-                restamp((frame.image, frame.camera_info, frame.cloud), first_stamp + index * int(period * SECOND))
-                driver.send(frame.image, frame.camera_info, frame.cloud)
-                time.sleep(max(0.0, start + (index + 1) * period - time.monotonic()))
+            stream(driver, base, frames, rate_hz)
             values = driver.wait_all_handled(timeout_s=120.0)  # the last frame's inference, however slow
             results[configuration] = {
                 "cyclonedds_uri": env.get("CYCLONEDDS_URI", os.environ.get("CYCLONEDDS_URI", "")),
@@ -406,16 +414,13 @@ def run_soak(frames: int = 3000, rate_hz: float = 10.0, warmup_frames: int = 300
         node.wait_ready()
         driver.wait_matched()
         time.sleep(1.0)
-        period = 1.0 / rate_hz
         start = time.monotonic()
-        first_stamp = time.time_ns()
-        for index in range(frames):
-            frame = base[index % len(base)]
-            restamp((frame.image, frame.camera_info, frame.cloud), first_stamp + index * int(period * SECOND))
-            driver.send(frame.image, frame.camera_info, frame.cloud)
+
+        def sample(index: int) -> None:
             if index % sample_every == 0 or index == frames - 1:
                 samples.append({"frame": index, "t_s": time.monotonic() - start, **node.resources()})
-            time.sleep(max(0.0, start + (index + 1) * period - time.monotonic()))
+
+        stream(driver, base, frames, rate_hz, after_send=sample)
         time.sleep(2.0)
         samples.append({"frame": frames, "t_s": time.monotonic() - start, **node.resources()})
         values = driver.settled_diagnostics()

@@ -34,6 +34,28 @@ def pytest_make_collect_report(collector):
         report.longrepr = f"ROS test module skipped although DCROS_REQUIRE_ROS is set: {report.longrepr}"
 
 
+BENCHMARKS = Path(__file__).resolve().parent.parent / "benchmarks"
+
+
+@pytest.fixture(scope="session")
+def load_benchmark():
+    """load_benchmark("name") imports benchmarks/name.py as a module (registered in sys.modules first: the
+    scripts' dataclasses look their module up there)."""
+    import importlib.util
+    import sys
+
+    def load(name: str):
+        if name in sys.modules:
+            return sys.modules[name]
+        spec = importlib.util.spec_from_file_location(name, BENCHMARKS / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[name] = module
+        spec.loader.exec_module(module)
+        return module
+
+    return load
+
+
 @pytest.fixture(scope="session")
 def synthetic_kitti(tmp_path_factory):
     """A small synthetic KITTI dataset (2 drives x 2 frames, seed 0: drive 0001 train, drive 0002 val,

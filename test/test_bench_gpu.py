@@ -3,25 +3,17 @@ where there is no GPU, and its choice of what runs where."""
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 import torch
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_gpu.py"
 MODELS = ("cdspn_x32", "lspkd_student_synth")  # a registered CDSPN (with DA-CSPN++) and a shipped checkpoint
 
 
 @pytest.fixture(scope="module")
-def bench_gpu():
-    spec = importlib.util.spec_from_file_location("bench_gpu", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def bench_gpu(load_benchmark):
+    return load_benchmark("bench_gpu")
 
 
 @pytest.fixture(scope="module")

@@ -2,27 +2,18 @@
 smoke-sized reproduction (every training, the scoring, the report, resuming)."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
 import shutil
-import sys
-from pathlib import Path
 
 import pytest
 
 from depth_completion_ros.training.config import TrainConfig
 
-SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "reproduce_seeds.py"
-
 
 @pytest.fixture(scope="module")
-def reproduction():
-    spec = importlib.util.spec_from_file_location("reproduce_seeds", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up there
-    spec.loader.exec_module(module)
-    return module
+def reproduction(load_benchmark):
+    return load_benchmark("reproduce_seeds")
 
 
 @pytest.mark.parametrize("preset", ["cpu", "smoke"])

@@ -3,9 +3,6 @@ accounting of every input message, fuzz with every malformed kind, a short soak 
 The full-size figures are in benchmarks/results/node_*.json (commands in the files)."""
 from __future__ import annotations
 
-import importlib.util
-import sys
-from pathlib import Path
 
 import pytest
 
@@ -14,17 +11,12 @@ pytest.importorskip("tf2_ros", reason="ROS 2 tf2_ros is not installed")
 
 pytestmark = pytest.mark.ros
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "node_robustness.py"
 QUEUE_SIZE = 10  # the node's sync.queue_size default
 
 
 @pytest.fixture(scope="module")
-def robustness():
-    spec = importlib.util.spec_from_file_location("node_robustness", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
+def robustness(load_benchmark):
+    return load_benchmark("node_robustness")
 
 
 def _in_hand(synchronized: int, published: int, drops: dict) -> int:
