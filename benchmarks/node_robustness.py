@@ -505,6 +505,8 @@ def run_overload(frames: int = 300, factor: float = 3.0, crop: tuple[int, int] =
                        "max": float(ages.max()), "first_half_median": float(np.median(halves[0])),
                        "second_half_median": float(np.median(halves[1]))},
             "age_p99_over_single_latency": float(np.percentile(ages, 99)) / single_ms,
+            # The node's own per-frame latency while overloaded (a loaded machine slows it beside the probe).
+            "pipeline_latency_p90_during_overload_ms": float(after.get("pipeline latency p90 (ms)", "nan")),
             "counts_during_overload": delta, "max_waiting_in_synchronizer": dict(waiting_seen),
             "drops_at_end": _ints(after, "dropped: "), "node_exit_code": exit_code}
 
