@@ -17,11 +17,20 @@ Choices made here, so callers need not repeat them:
 - the ONNX backend runs the fp32 graph (precision "fp16" falls back to fp32 with a warning). Without an
   explicit `onnx_path`, `Engine.from_checkpoint(..., backend="onnx")` exports the checkpoint once to a
   cache file keyed by the checkpoint's content hash (see `onnx_cache_path`) and reuses it afterwards.
+- backend "auto" (`choose_backend`) runs PyTorch on CUDA, and on the CPU ONNX Runtime for the
+  architectures measured faster with it (`ONNX_FASTER_ON_CPU`) when onnxruntime and onnx are installed;
+  an export or session failure falls back to PyTorch. The choice and its reason are logged and kept in
+  `engine.backend_reason`; `engine.backend` names the runtime that actually runs.
+- threads: 0 ("auto") uses the cores this process may run on (`available_cores`, affinity-aware) for
+  PyTorch's intra-op pool (set around each call, so other torch work in the process keeps its own
+  setting) or ONNX Runtime's intra-op pool, with one inter-op thread; a positive number overrides it;
+  None leaves the libraries' own defaults.
 - sparse depth values that are NaN or infinite count as "no measurement" (0), matching REP 118's NaN
   convention for invalid depth.
 """
 from __future__ import annotations
 
+import contextlib
 import copy
 import hashlib
 import json
@@ -55,7 +64,26 @@ EXPORT_CHECK_RTOL = 1e-4
 _ONNX_META_ARCHITECTURE = "depth_completion_ros.architecture"
 _ONNX_META_KWARGS = "depth_completion_ros.kwargs"
 _PRECISIONS = ("auto", "fp32", "fp16")
-_BACKENDS = ("torch", "onnx")
+_BACKENDS = ("auto", "torch", "onnx")
+# Architectures that ONNX Runtime runs faster than PyTorch on the CPU, with the evidence: median ms/frame
+# at 1216x352, (PyTorch, ONNX Runtime), fp32, the same input, timed in turns by benchmarks/bench_inference.py
+# (benchmarks/results/inference_cpu.json: a 2-core AMD EPYC, Zen 4). Every registered architecture was
+# faster with ONNX Runtime there, in each of three runs (1.2-4.3x; the LSPKD teacher gains least).
+# Backend "auto" takes ONNX Runtime on the CPU for these only; an architecture missing here keeps PyTorch.
+# A table, not a timing at start-up: a measurement at warm-up would cost an export and several frames of
+# each runtime at every start, and on a busy machine it would pick by the load of the moment.
+ONNX_FASTER_ON_CPU: dict[str, tuple[float, float]] = {
+    "cdspn_x32": (1749.0, 1077.0),
+    "cdspn_x64": (3158.0, 1695.0),
+    "cdspn_x96": (6023.0, 2578.0),
+    "lspkd_student": (760.0, 472.0),
+    "lspkd_student_nyu": (228.0, 101.0),
+    "lspkd_teacher": (3509.0, 2796.0),
+}
+# Size multiple the networks pad their input to (their total stride); 32 for an unknown one.
+_SIZE_MULTIPLES = (("cdspn_", 16), ("lspkd_", 32))
+DEFAULT_SIZE_MULTIPLE = 32
+_interop_configured = False
 
 
 # --------------------------------------------------------------------------- device and precision
@@ -96,6 +124,71 @@ def resolve_precision(requested: str, device: torch.device, backend: str = "torc
         LOGGER.warning("fp16 is not used on the CPU (slow or unsupported convolutions); running in fp32")
         return "fp32"
     return requested
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on: its affinity mask (taskset, cpusets), else the machine's count."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def resolve_threads(threads: int | None) -> int | None:
+    """0 -> the cores available to the process; n >= 1 -> n; None -> None (library defaults)."""
+    if threads is None:
+        return None
+    if isinstance(threads, bool) or not isinstance(threads, int) or threads < 0:
+        raise ValueError(f"threads must be 0 (the cores available), a positive integer or None, got {threads!r}")
+    return threads or available_cores()
+
+
+def _configure_torch_interop(threads: int | None) -> None:
+    """One inter-op thread: a single network runs its operators one after another, so a second pool
+    would only hold idle threads. Torch accepts this once, before any inter-op work."""
+    global _interop_configured
+    if threads is None or _interop_configured:
+        return
+    _interop_configured = True
+    if torch.get_num_interop_threads() == 1:
+        return
+    try:
+        torch.set_num_interop_threads(1)
+    except RuntimeError as error:  # already started: harmless, the eager models do not use it
+        LOGGER.debug("inter-op threads stay at %d: %s", torch.get_num_interop_threads(), error)
+
+
+def onnx_runtime_available() -> str | None:
+    """None when onnxruntime and onnx import, else why not (for the backend choice's log line)."""
+    for name in ("onnxruntime", "onnx"):
+        try:
+            __import__(name)
+        except ImportError as error:
+            return f"{name} is not installed ({error})"
+    return None
+
+
+def architecture_size_multiple(architecture: str) -> int:
+    """The multiple a network pads its input height and width to (its total stride)."""
+    for prefix, multiple in _SIZE_MULTIPLES:
+        if architecture.startswith(prefix):
+            return multiple
+    return DEFAULT_SIZE_MULTIPLE
+
+
+def choose_backend(architecture: str, device: torch.device) -> tuple[str, str]:
+    """("torch" or "onnx", reason) for backend "auto": PyTorch on CUDA; on the CPU, ONNX Runtime where it
+    was measured faster for this architecture (`ONNX_FASTER_ON_CPU`) and is installed, else PyTorch."""
+    if device.type != "cpu":
+        return "torch", f"PyTorch on {device.type} (auto takes ONNX Runtime on the CPU only)"
+    measured = ONNX_FASTER_ON_CPU.get(architecture)
+    if measured is None:
+        return "torch", f"ONNX Runtime is not measured faster than PyTorch for {architecture} on the CPU"
+    missing = onnx_runtime_available()
+    if missing:
+        return "torch", f"{missing}; ONNX Runtime would be faster for {architecture} on the CPU"
+    return "onnx", (f"ONNX Runtime on the CPU: measured {measured[0] / measured[1]:.1f}x faster than PyTorch "
+                    f"for {architecture} ({measured[0]:.0f} vs {measured[1]:.0f} ms at 1216x352)")
 
 
 # --------------------------------------------------------------------------- input checks
@@ -316,9 +409,10 @@ def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET) -> 
     return Path(root) / "onnx" / f"{checkpoint_path.stem}-{digest.hexdigest()[:16]}-opset{opset}-v{__version__}.onnx"
 
 
-def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3):
+def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3, threads: int | None = None):
     """An onnxruntime session on CUDA when `device` is CUDA and the CUDA provider exists, else on the CPU.
-    `log_severity`: onnxruntime's own logging threshold (3 = errors, 4 = fatal only)."""
+    `log_severity`: onnxruntime's own logging threshold (3 = errors, 4 = fatal only); `threads`: intra-op
+    threads (None: onnxruntime's default), with one inter-op thread."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -331,6 +425,9 @@ def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3):
                            ", ".join(available))
     options = ort.SessionOptions()
     options.log_severity_level = log_severity  # the providers' notices are not actionable
+    if threads is not None:
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
     names = [node.name for node in session.get_inputs()]
     if names != list(INPUT_NAMES):
@@ -349,7 +446,7 @@ class Engine:
 
     def __init__(self, *, model: nn.Module | None, session: Any | None, device: torch.device,
                  precision: str, backend: str, architecture: str, kwargs: dict, metadata: dict,
-                 onnx_path: Path | None = None):
+                 onnx_path: Path | None = None, threads: int | None = None, backend_reason: str = "requested"):
         if (model is None) == (session is None):
             raise ValueError("an Engine needs exactly one of a torch model or an onnxruntime session")
         self._model = model
@@ -361,77 +458,119 @@ class Engine:
         self._kwargs = dict(kwargs)
         self._metadata = dict(metadata)
         self._onnx_path = onnx_path
+        self._threads = threads
+        self._backend_reason = backend_reason
         if model is not None:
             model.eval()
             # channels-last suits cuDNN and oneDNN alike (measured 1.3x on CDSPN on the CPU, 2.5x on its backbone).
             model.to(device, memory_format=torch.channels_last)
+            _configure_torch_interop(threads)
 
     # ----- constructors
 
     @classmethod
     def from_model(cls, model: nn.Module, device: str | torch.device = "auto",
-                   precision: str = "auto") -> "Engine":
+                   precision: str = "auto", threads: int | None = None,
+                   backend_reason: str = "requested") -> "Engine":
         """Wrap a model in memory (e.g. freshly trained). The engine takes it over: it is moved to the
-        engine's device and put in eval mode (call `model.train()` again before more training)."""
+        engine's device and put in eval mode (call `model.train()` again before more training).
+        `threads`: CPU threads of its calls (0 = the cores available, None = torch's current setting)."""
         model = getattr(model, "module", model)  # unwrap DistributedDataParallel
         torch_device = resolve_device(device)
         return cls(model=model, session=None, device=torch_device,
                    precision=resolve_precision(precision, torch_device), backend="torch",
                    architecture=getattr(model, "architecture", type(model).__name__),
-                   kwargs=dict(getattr(model, "arch_kwargs", {})), metadata={})
+                   kwargs=dict(getattr(model, "arch_kwargs", {})), metadata={}, threads=resolve_threads(threads),
+                   backend_reason=backend_reason)
 
     @classmethod
     def from_name(cls, name: str, device: str | torch.device = "auto", precision: str = "auto",
-                  seed: int = 0, **model_kwargs) -> "Engine":
+                  seed: int = 0, threads: int | None = None, backend_reason: str = "requested",
+                  **model_kwargs) -> "Engine":
         """An untrained registered model (for benchmarks and tests); `seed` fixes its initial weights."""
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             model = build_model(name, **model_kwargs)
-        return cls.from_model(model, device=device, precision=precision)
+        return cls.from_model(model, device=device, precision=precision, threads=threads,
+                              backend_reason=backend_reason)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", precision: str = "auto",
                         backend: str = "torch", onnx_path: str | Path | None = None,
-                        opset: int = DEFAULT_OPSET) -> "Engine":
+                        opset: int = DEFAULT_OPSET, threads: int | None = None) -> "Engine":
         """Load a project checkpoint (architecture, kwargs and weights come from the file).
 
         backend "onnx": runs `onnx_path` with onnxruntime (it must exist and, when it carries
         architecture metadata, match the checkpoint); without `onnx_path` the checkpoint is exported
         once to `onnx_cache_path(path, opset)` and the cached file is reused on later loads.
+        backend "auto": `choose_backend` decides (an explicit `onnx_path` counts as a request for ONNX
+        Runtime on the CPU); when the ONNX path fails (export, graph check, session), it logs why and
+        loads the checkpoint into PyTorch. A failed cache export is remembered beside the cache file
+        (`<cache>.failed`, delete it to retry) so that later loads do not pay for the export again.
+        threads: CPU threads (0 = the cores available to the process, None = the libraries' defaults).
         """
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")
         torch_device = resolve_device(device)
-        resolved_precision = resolve_precision(precision, torch_device, backend)
+        threads = resolve_threads(threads)
+        reason = "requested"
+        if backend == "auto":
+            checkpoint = load_checkpoint(path)
+            backend, reason = choose_backend(checkpoint.architecture, torch_device)
+            if onnx_path is not None and torch_device.type == "cpu":
+                missing = onnx_runtime_available()
+                backend, reason = ("torch", f"onnx_path given but {missing}") if missing else (
+                    "onnx", f"ONNX Runtime on the CPU: onnx_path {onnx_path} given")
+            elif onnx_path is not None:
+                LOGGER.info("backend auto: onnx_path %s is not used on %s", onnx_path, torch_device)
+            if backend == "onnx":
+                try:
+                    engine = cls._onnx_from_checkpoint(path, checkpoint, torch_device, precision, onnx_path, opset,
+                                                       threads, reason, remember_failure=True)
+                    LOGGER.info("backend auto: onnx (%s)", reason)
+                    return engine
+                except Exception as error:  # noqa: BLE001 - export and onnxruntime errors share no base class
+                    reason = f"ONNX Runtime failed for {Path(path).name}, PyTorch instead: {error}"
+                    LOGGER.warning("backend auto: %s", reason)
+                    backend = "torch"
+            else:
+                LOGGER.info("backend auto: torch (%s)", reason)
         if backend == "torch":
             model, checkpoint = load_model(path)
-            return cls(model=model, session=None, device=torch_device, precision=resolved_precision,
-                       backend="torch", architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
-                       metadata=checkpoint.metadata)
-        checkpoint = load_checkpoint(path)
+            return cls(model=model, session=None, device=torch_device,
+                       precision=resolve_precision(precision, torch_device, "torch"), backend="torch",
+                       architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
+                       metadata=checkpoint.metadata, threads=threads, backend_reason=reason)
+        return cls._onnx_from_checkpoint(path, load_checkpoint(path), torch_device, precision, onnx_path, opset,
+                                         threads, reason, remember_failure=False)
+
+    @classmethod
+    def _onnx_from_checkpoint(cls, path, checkpoint, torch_device: torch.device, precision: str,
+                              onnx_path: str | Path | None, opset: int, threads: int | None, reason: str,
+                              remember_failure: bool) -> "Engine":
         if onnx_path is None:
-            onnx_path = onnx_cache_path(path, opset)
-            if not onnx_path.is_file():
-                LOGGER.info("exporting %s to ONNX cache %s", path, onnx_path)
-                export_onnx(path, onnx_path, opset=opset, example_size=CACHE_EXPORT_SIZE)
+            onnx_path = _cached_export(path, opset, remember_failure)
         onnx_path = Path(onnx_path)
         stored_architecture, _ = read_onnx_architecture(onnx_path)
         if stored_architecture is not None and stored_architecture != checkpoint.architecture:
             raise ValueError(f"{onnx_path} holds {stored_architecture!r} but checkpoint {path} is "
                              f"{checkpoint.architecture!r}")
-        return cls(model=None, session=_onnx_session(onnx_path, torch_device), device=torch_device,
-                   precision=resolved_precision, backend="onnx", architecture=checkpoint.architecture,
-                   kwargs=checkpoint.kwargs, metadata=checkpoint.metadata, onnx_path=onnx_path)
+        return cls(model=None, session=_onnx_session(onnx_path, torch_device, threads=threads), device=torch_device,
+                   precision=resolve_precision(precision, torch_device, "onnx"), backend="onnx",
+                   architecture=checkpoint.architecture, kwargs=checkpoint.kwargs, metadata=checkpoint.metadata,
+                   onnx_path=onnx_path, threads=threads, backend_reason=reason)
 
     @classmethod
-    def from_onnx(cls, onnx_path: str | Path, device: str | torch.device = "auto") -> "Engine":
+    def from_onnx(cls, onnx_path: str | Path, device: str | torch.device = "auto",
+                  threads: int | None = None) -> "Engine":
         """Run an ONNX file written by `export_onnx` without its checkpoint (metadata stays empty)."""
         onnx_path = Path(onnx_path)
         architecture, kwargs = read_onnx_architecture(onnx_path)
         torch_device = resolve_device(device)
-        return cls(model=None, session=_onnx_session(onnx_path, torch_device), device=torch_device,
+        threads = resolve_threads(threads)
+        return cls(model=None, session=_onnx_session(onnx_path, torch_device, threads=threads), device=torch_device,
                    precision="fp32", backend="onnx", architecture=architecture or onnx_path.stem,
-                   kwargs=kwargs, metadata={}, onnx_path=onnx_path)
+                   kwargs=kwargs, metadata={}, onnx_path=onnx_path, threads=threads)
 
     # ----- properties
 
@@ -466,6 +605,21 @@ class Engine:
         return self._backend
 
     @property
+    def backend_reason(self) -> str:
+        """Why this backend runs: "requested", or backend "auto"'s reason (see `choose_backend`)."""
+        return self._backend_reason
+
+    @property
+    def threads(self) -> int | None:
+        """CPU intra-op threads of this engine's calls (None: the libraries' defaults)."""
+        return self._threads
+
+    @property
+    def size_multiple(self) -> int:
+        """The multiple the network pads its input to: an input of such a height or width costs no padding."""
+        return architecture_size_multiple(self._architecture)
+
+    @property
     def onnx_path(self) -> Path | None:
         """The ONNX file behind the "onnx" backend, else None."""
         return self._onnx_path
@@ -476,8 +630,9 @@ class Engine:
         return self._model
 
     def __repr__(self) -> str:
+        threads = "" if self._threads is None else f", threads={self._threads}"
         return (f"Engine(architecture={self._architecture!r}, backend={self._backend!r}, "
-                f"device={str(self._device)!r}, precision={self._precision!r})")
+                f"device={str(self._device)!r}, precision={self._precision!r}{threads})")
 
     # ----- inference
 
@@ -510,8 +665,8 @@ class Engine:
         memory_format = torch.channels_last
         rgb = rgb.to(self._device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format)
         sparse = sparse.to(self._device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format)
-        with torch.inference_mode(), torch.autocast(device_type=self._device.type, dtype=torch.float16,
-                                                    enabled=self._precision == "fp16"):
+        with torch.inference_mode(), _torch_threads(self._threads if self._device.type == "cpu" else None), \
+                torch.autocast(device_type=self._device.type, dtype=torch.float16, enabled=self._precision == "fp16"):
             output = self._model(rgb, sparse)
         if isinstance(output, (tuple, list)):  # a model that always returns (depth, features)
             output = output[0]
@@ -544,6 +699,44 @@ class Engine:
             self.predict(rgb.to(self._device), sparse.to(self._device))
 
 
+@contextlib.contextmanager
+def _torch_threads(threads: int | None):
+    """torch's intra-op threads set to `threads` for the duration (None: untouched), then restored."""
+    previous = torch.get_num_threads()
+    change = threads is not None and threads != previous
+    if change:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        if change:
+            torch.set_num_threads(previous)
+
+
+def _cached_export(checkpoint_path: str | Path, opset: int, remember_failure: bool) -> Path:
+    """The cached ONNX export of a checkpoint, exported now when absent. With `remember_failure`, a failed
+    export leaves `<cache>.failed` with its reason, and later calls raise that reason without exporting."""
+    onnx_path = onnx_cache_path(checkpoint_path, opset)
+    if onnx_path.is_file():
+        return onnx_path
+    failed = onnx_path.with_name(onnx_path.name + ".failed")
+    if remember_failure and failed.is_file():
+        raise ExportError(f"an earlier ONNX export failed ({failed}; delete it to retry): "
+                          f"{failed.read_text(encoding='utf-8').strip()}")
+    LOGGER.info("exporting %s to ONNX cache %s", checkpoint_path, onnx_path)
+    try:
+        export_onnx(checkpoint_path, onnx_path, opset=opset, example_size=CACHE_EXPORT_SIZE)
+    except Exception as error:
+        if remember_failure:
+            try:
+                failed.parent.mkdir(parents=True, exist_ok=True)
+                failed.write_text(f"{type(error).__name__}: {error}\n", encoding="utf-8")
+            except OSError:  # an unwritable cache only costs the retry
+                pass
+        raise
+    return onnx_path
+
+
 def max_abs_difference_to_torch(model: nn.Module, onnx_path: str | Path, height: int, width: int,
                                 seed: int = 0) -> float:
     """Largest |ONNX - PyTorch| depth (metres) over one random input of this size, both in fp32 on the CPU."""
@@ -561,5 +754,6 @@ def other_size(height: int, width: int) -> tuple[int, int]:
 
 
 __all__: Sequence[str] = ("Engine", "ExportError", "export_onnx", "read_onnx_architecture", "onnx_cache_path",
-                          "resolve_device", "resolve_precision", "example_inputs",
+                          "resolve_device", "resolve_precision", "resolve_threads", "available_cores",
+                          "choose_backend", "ONNX_FASTER_ON_CPU", "example_inputs",
                           "max_abs_difference_to_torch", "other_size", "INPUT_NAMES", "OUTPUT_NAME")

@@ -43,9 +43,14 @@ def default_checkpoint_path() -> Path:
     return shipped[DEFAULT_MODEL]
 
 
-def resolve_engine(model: str = "default", device: str = "auto", precision: str = "auto", backend: str = "torch",
-                   onnx_path: str | None = None):
-    """An `inference.Engine` for "default", a shipped model name, a checkpoint path or a registered name."""
+def resolve_engine(model: str = "default", device: str = "auto", precision: str = "auto", backend: str = "auto",
+                   onnx_path: str | None = None, threads: int | None = 0):
+    """An `inference.Engine` for "default", a shipped model name, a checkpoint path or a registered name.
+
+    backend "auto" (the default of the node and the command line) lets `inference.choose_backend` pick
+    the runtime for a checkpoint; an untrained registered architecture has no checkpoint to export and
+    runs on PyTorch. threads: 0 = the cores available to the process (see `inference.resolve_threads`).
+    """
     from .inference import Engine
     from .models import list_models
 
@@ -63,9 +68,14 @@ def resolve_engine(model: str = "default", device: str = "auto", precision: str 
     elif model in list_models():
         LOGGER.warning("model %r is an untrained architecture (random weights): its depth is meaningless; "
                        "use it for timing only", model)
-        return Engine.from_name(model, device=device, precision=precision)
+        reason = "requested"
+        if backend == "auto":
+            reason = "an untrained registered architecture runs on PyTorch (no checkpoint to export)"
+            LOGGER.info("backend auto: torch (%s)", reason)
+        return Engine.from_name(model, device=device, precision=precision, threads=threads, backend_reason=reason)
     else:
         raise ValueError(f"unknown model {model!r}: not a checkpoint file, shipped model "
                          f"({', '.join(sorted(shipped)) or 'none installed'}), registered architecture "
                          f"({', '.join(list_models())}) or baseline (baseline:nearest, baseline:morphological)")
-    return Engine.from_checkpoint(path, device=device, precision=precision, backend=backend, onnx_path=onnx_path)
+    return Engine.from_checkpoint(path, device=device, precision=precision, backend=backend, onnx_path=onnx_path,
+                                  threads=threads)

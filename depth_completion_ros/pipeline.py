@@ -19,7 +19,9 @@ import numpy as np
 from . import self_check as checks
 from .geometry import PinholeCamera, ProjectionStats, project
 
-ROI_CHOICES = ("full", "bottom")
+ROI_CHOICES = ("full", "bottom", "auto")
+# Stride an engine without a `size_multiple` (a classical fill) gets its auto ROI rounded to.
+DEFAULT_ROI_MULTIPLE = 32
 INVALID_CHOICES = ("nan", "zero")
 
 
@@ -31,7 +33,11 @@ class PipelineOptions:
         optical axis) are dropped before projection; predictions are clipped to [0, max_depth].
     roi: "full" runs the network on the whole image; "bottom" runs it on the bottom `roi_height` rows only
         (a KITTI-style LiDAR covers only the lower part of the image, and networks trained on KITTI's
-        1216x352 crops see only those rows); rows above the ROI get the invalid value.
+        1216x352 crops see only those rows); "auto" runs it per frame from `roi_margin` rows above the
+        top-most projected LiDAR return down to the bottom, the height rounded up to the network's stride
+        (`engine.size_multiple`) so that it pads nothing (`auto_roi_top`); a frame without returns runs
+        whole. Rows above the ROI get the invalid value.
+    roi_margin: rows of image context above the top-most return that the network still sees (roi "auto").
     invalid_value: value of pixels without a prediction: "nan" (REP 118) or "zero".
     self_check_fraction: share of the LiDAR pixels held out of the network's input on a self-check frame
         and scored against the prediction (`self_check` module); 0 = no self-check.
@@ -45,6 +51,7 @@ class PipelineOptions:
     max_depth: float = 120.0
     roi: str = "full"
     roi_height: int = 352
+    roi_margin: int = 16
     invalid_value: str = "nan"
     self_check_fraction: float = 0.0
     self_check_every_n: int = 1
@@ -59,6 +66,8 @@ class PipelineOptions:
             raise ValueError(f"roi must be one of {ROI_CHOICES}, got {self.roi!r}")
         if int(self.roi_height) < 1:
             raise ValueError(f"roi_height must be >= 1, got {self.roi_height}")
+        if isinstance(self.roi_margin, bool) or int(self.roi_margin) != self.roi_margin or self.roi_margin < 0:
+            raise ValueError(f"roi_margin must be an integer >= 0, got {self.roi_margin}")
         if self.invalid_value not in INVALID_CHOICES:
             raise ValueError(f"invalid_value must be one of {INVALID_CHOICES}, got {self.invalid_value!r}")
         checks.check_fraction(self.self_check_fraction)
@@ -75,7 +84,10 @@ class PipelineOptions:
 class FrameResult:
     """Dense depth (H, W) float32 metres (invalid = options.invalid_value), the projected sparse input
     (H, W) float32 (0 = none; all returns, the held-out ones included), per-stage timings in ms, what the
-    projection dropped, the stamp, and on self-check frames the self-check (else None)."""
+    projection dropped, the stamp, and on self-check frames the self-check (else None).
+
+    roi_rows: the rows the network ran on, (first, end) with end exclusive (the image's height); `roi_top`
+    is the first. Rows above it hold the invalid value."""
 
     dense: np.ndarray
     sparse: np.ndarray
@@ -83,6 +95,7 @@ class FrameResult:
     projection: ProjectionStats
     stamp_ns: int | None = None
     roi_top: int = 0
+    roi_rows: tuple[int, int] = (0, 0)
     extras: dict[str, Any] = field(default_factory=dict)
     self_check: checks.SelfCheck | None = None
 
@@ -152,9 +165,13 @@ class FrameProcessor:
             n_kept = int(kept.sum())
             stats = ProjectionStats(input=int(valid.sum()), nonfinite=0, behind=int(too_near.sum()),
                                     out_of_range=int(too_far.sum()), outside=0, projected=n_kept, pixels=n_kept)
+        roi_top = 0
+        if opts.roi == "bottom":
+            roi_top = camera.height - min(int(opts.roi_height), camera.height)
+        elif opts.roi == "auto":
+            roi_top = auto_roi_top(sparse, opts.roi_margin, getattr(self.engine, "size_multiple", DEFAULT_ROI_MULTIPLE))
         timings["projection"] = _ms_since(start)
 
-        roi_top = camera.height - min(int(opts.roi_height), camera.height) if opts.roi == "bottom" else 0
         network_sparse, held = sparse, None
         if self_check_due:
             start = time.perf_counter()
@@ -197,7 +214,7 @@ class FrameProcessor:
             timings["self_check"] += _ms_since(start)
         timings["total"] = sum(timings.values())
         return FrameResult(dense=dense, sparse=sparse, timings_ms=timings, projection=stats,
-                           stamp_ns=stamp_ns, roi_top=roi_top, self_check=check)
+                           stamp_ns=stamp_ns, roi_top=roi_top, roi_rows=(roi_top, camera.height), self_check=check)
 
     # ---------------------------------------------------------------------------------- messages in
     def process_messages(self, image_msg, cloud_msg, camera: PinholeCamera | None = None,
@@ -220,6 +237,20 @@ class FrameProcessor:
             stamp = image_msg.header.stamp
             stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
         return self._run(rgb, points, None, stamp_ns, camera, lidar_to_camera, conversion_ms=_ms_since(start))
+
+
+def auto_roi_top(sparse: np.ndarray, margin: int, multiple: int) -> int:
+    """First row of the automatic region of interest of a projected sparse depth image (0 = none):
+    `margin` rows above the top-most return, moved up so that the rows from it to the bottom are a
+    multiple of `multiple`; 0 (the whole image) when there is no return or the rounding reaches the top."""
+    height = sparse.shape[0]
+    rows = np.flatnonzero((sparse > 0).any(axis=1))
+    if rows.size == 0:
+        return 0
+    top = max(0, int(rows[0]) - int(margin))
+    multiple = max(1, int(multiple))
+    rows_run = -(-(height - top) // multiple) * multiple
+    return max(0, height - rows_run)
 
 
 def _score_self_check(rgb, sparse, network_sparse, prediction, held, roi_top: int, fraction: float) -> checks.SelfCheck:

@@ -56,7 +56,7 @@ def test_bottom_roi_runs_the_network_on_the_bottom_rows_only(engine, frame):
     for invalid, check in (("nan", np.isnan), ("zero", lambda a: a == 0)):
         options = PipelineOptions(roi="bottom", roi_height=32, invalid_value=invalid)
         result = FrameProcessor(engine, CAMERA, LIDAR_TO_CAMERA, options).process(rgb, points)
-        assert result.roi_top == 16 and check(result.dense[:16]).all()
+        assert result.roi_top == 16 and result.roi_rows == (16, 48) and check(result.dense[:16]).all()
         expected = engine.predict(rgb[16:], result.sparse[16:])
         np.testing.assert_allclose(result.dense[16:], expected, rtol=1e-6, atol=1e-6)
 

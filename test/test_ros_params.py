@@ -29,7 +29,7 @@ from depth_completion_ros.ros.latest_frame import (
     DropCounter, FrameDropped, FrameWorker, LatestFrameMailbox,
 )
 from depth_completion_ros.ros.monitoring import (
-    LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, LatencyWindow, LogThrottle, RateMeter, summarize,
+    LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, LatencyWindow, LogThrottle, RateMeter, describe_roi, summarize,
 )
 from depth_completion_ros.ros.params import (
     PARAMETER_SPECS, PARAMETERS, ParameterError, accepted_model_names, build_engine, default_values,
@@ -115,7 +115,12 @@ def test_every_spec_has_a_description_and_consistent_range():
     ("device", "gpu", ["device", "auto, cuda, cpu"]),
     ("precision", "int8", ["precision"]),
     ("backend", "tensorrt", ["backend"]),
-    ("roi", "top", ["roi"]),
+    ("roi", "top", ["roi", "full, bottom, auto"]),
+    ("backend", "fastest", ["backend", "auto, torch, onnx"]),
+    ("roi_margin", -1, ["roi_margin", ">= 0"]),
+    ("roi_margin", 4.0, ["roi_margin", "integer"]),
+    ("threads", -2, ["threads", ">= 0"]),
+    ("threads", 1.5, ["threads", "integer"]),
     ("invalid_value", float("nan"), ["invalid_value", "string"]),
     ("output_qos", "best_effort", ["output_qos"]),
     ("publish_colorized", "true", ["publish_colorized", "true or false"]),
@@ -132,13 +137,22 @@ def test_bad_values_are_rejected_naming_the_parameter(name, value, words):
         assert word in str(raised.value)
 
 
+def test_new_backend_roi_and_thread_choices_are_accepted():
+    defaults = validate_parameters({})
+    assert (defaults.backend, defaults.roi, defaults.roi_margin, defaults.threads) == ("auto", "full", 16, 0)
+    settings = validate_parameters({"backend": "auto", "roi": "auto", "roi_margin": 0, "threads": 3})
+    assert (settings.backend, settings.roi, settings.roi_margin, settings.threads) == ("auto", "auto", 0, 3)
+    for backend in ("torch", "onnx"):
+        assert validate_parameters({"backend": backend}).backend == backend
+
+
 def test_cross_parameter_rules():
     with pytest.raises(ParameterError, match="max_depth"):
         validate_parameters({"min_depth": 50.0, "max_depth": 20.0})
     with pytest.raises(ParameterError, match="lidar_to_camera.*use_tf"):
         validate_parameters({"use_tf": False})
-    with pytest.raises(ParameterError, match="onnx_path.*backend"):
-        validate_parameters({"onnx_path": "/tmp/model.onnx"})
+    with pytest.raises(ParameterError, match="onnx_path.*backend is 'torch'"):
+        validate_parameters({"backend": "torch", "onnx_path": "/tmp/model.onnx"})
     with pytest.raises(ParameterError, match="onnx_path.*no such file"):
         validate_parameters({"backend": "onnx", "onnx_path": "/nonexistent/model.onnx"})
     with pytest.raises(ParameterError, match="unknown parameter.*sync.slp"):
@@ -198,8 +212,10 @@ def test_parameter_file_sections_and_nesting():
 def test_build_engine_from_a_registered_name_and_from_a_checkpoint(tmp_path):
     engine = build_engine(validate_parameters({"model": SMALL_MODEL, "device": "cpu"}, accepted_model_names()))
     assert engine.architecture == SMALL_MODEL and engine.device.type == "cpu" and engine.backend == "torch"
+    assert "untrained" in engine.backend_reason  # backend auto: nothing to export
     path = save_checkpoint(tmp_path / "small.pt", build_model(SMALL_MODEL), metadata={"note": "test"})
-    from_file = build_engine(validate_parameters({"model": str(path), "device": "cpu"}, accepted_model_names()))
+    from_file = build_engine(validate_parameters({"model": str(path), "device": "cpu", "backend": "torch"},
+                                                 accepted_model_names()))
     assert from_file.architecture == SMALL_MODEL and from_file.metadata == {"note": "test"}
     with pytest.raises(ParameterError, match="backend.*untrained registered architecture"):
         build_engine(validate_parameters({"model": SMALL_MODEL, "backend": "onnx"}, accepted_model_names()))
@@ -438,6 +454,17 @@ def test_diagnostic_levels():
     assert warned.level == LEVEL_WARN and "size_mismatch" in warned.message
     # Old failures no longer raise the level once they stop.
     assert summarize(10.0, 5.0, latency, latency, recent, zero).level == LEVEL_OK
+
+
+def test_diagnostics_report_the_backend_choice_and_the_roi_rows():
+    latency = (20.0, 30.0, 10)
+    zero = dict.fromkeys(latest_frame.DROP_REASONS, 0)
+    values = summarize(10.0, 5.0, latency, latency, zero, zero, backend="Engine(backend='onnx')",
+                       backend_reason="measured faster", roi=describe_roi("auto", (135, 375, 375))).values
+    assert values["backend choice"] == "measured faster"
+    assert values["roi"] == "auto: rows 135-375 (240 of 375)"
+    assert describe_roi("auto", None) == "auto"
+    assert "roi" not in summarize(10.0, 5.0, latency, latency, zero, zero).values
 
 
 # -------------------------------------------------------------------------------------- colourise

@@ -177,6 +177,15 @@ class InputAccounting:
             return rows
 
 
+def describe_roi(mode: str, rows: tuple[int, int, int] | None) -> str:
+    """The region of interest for /diagnostics: the mode and the newest frame's rows, e.g.
+    "auto: rows 135-375 (240 of 375)"; the mode alone before the first frame."""
+    if rows is None:
+        return mode
+    first, end, height = rows
+    return f"{mode}: rows {first}-{end} ({end - first} of {height})"
+
+
 @dataclass(frozen=True)
 class DiagnosticSummary:
     """What the node's diagnostic task reports: a level, a one-line message and key/value strings."""
@@ -190,7 +199,7 @@ def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, f
               age_ms: tuple[float, float, int], drops_total: Mapping[str, int],
               drops_recent: Mapping[str, int], backend: str = "",
               accounting: Mapping[str, Mapping[str, int]] | None = None, published: int | None = None,
-              lost_recent: int = 0) -> DiagnosticSummary:
+              lost_recent: int = 0, backend_reason: str = "", roi: str = "") -> DiagnosticSummary:
     """The diagnostic status of the node.
 
     ERROR: synchronized frames arrive but none is published (every frame dropped or failing).
@@ -200,7 +209,8 @@ def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, f
     reported input messages lost, or their stamps show messages missing, since then (`lost_recent`: see the
     README's DDS tuning).
     OK: publishing. Frames replaced by newer ones are normal under load and do not raise the level.
-    `accounting` (InputAccounting.snapshot) and `published` add the per-input and per-frame counts.
+    `accounting` (InputAccounting.snapshot) and `published` add the per-input and per-frame counts;
+    `backend_reason` (why the engine's backend runs) and `roi` (`describe_roi`) add a value each when given.
     """
     values = {
         "input rate (Hz)": f"{input_rate:.2f}",
@@ -220,6 +230,10 @@ def summarize(input_rate: float, output_rate: float, pipeline_ms: tuple[float, f
         values["frames published"] = str(published)
     if backend:
         values["engine"] = backend
+    if backend_reason:
+        values["backend choice"] = backend_reason
+    if roi:
+        values["roi"] = roi
     failures = {reason: count for reason, count in drops_recent.items() if reason != "replaced_by_newer" and count}
     if input_rate > 0 and output_rate == 0:
         return DiagnosticSummary(LEVEL_ERROR, "receiving frames but publishing none", values)

@@ -64,7 +64,7 @@ from .frame_handler import FrameHandler
 from .latest_frame import DropCounter, FrameWorker, LatestFrameMailbox
 from .monitoring import (
     INPUTS, LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, InputAccounting, LatencyWindow, LogThrottle, RateMeter, SelfCheckWindow,
-    summarize, summarize_self_check,
+    describe_roi, summarize, summarize_self_check,
 )
 from .params import (
     NODE_NAME,
@@ -136,11 +136,13 @@ class DepthCompletionNode(Node):
         self.engine = build_engine(settings)
         self.processor = FrameProcessor(self.engine, options=PipelineOptions(
             min_depth=settings.min_depth, max_depth=settings.max_depth, roi=settings.roi,
-            roi_height=settings.roi_height, invalid_value=settings.invalid_value,
+            roi_height=settings.roi_height, roi_margin=settings.roi_margin, invalid_value=settings.invalid_value,
             self_check_fraction=settings.self_check_fraction,
             self_check_every_n=settings.self_check_every_n_frames,
             self_check_second_run=settings.self_check_second_run))
-        self.get_logger().info(f"inference engine: {self.engine!r}")
+        self.get_logger().info(f"inference engine: {self.engine!r} "
+                               f"(backend {settings.backend}: {getattr(self.engine, 'backend_reason', 'requested')})")
+        self._last_roi = None  # (first row, end row, image height) of the newest published frame
 
         self.drops = DropCounter()
         self.accounting = InputAccounting()
@@ -335,6 +337,7 @@ class DepthCompletionNode(Node):
         self.output_rate.tick()
         self.published += 1
         self.pipeline_ms.add(result.timings_ms["total"])
+        self._last_roi = (*result.roi_rows, result.dense.shape[0])
         age_ns = self.get_clock().now().nanoseconds - messages.stamp_to_ns(header.stamp)
         self.age_ms.add(age_ns / 1e6)
 
@@ -409,7 +412,9 @@ class DepthCompletionNode(Node):
             lost_recent, self._lost_at_last_report = lost - self._lost_at_last_report, lost
             summary = summarize(self.input_rate.rate(), self.output_rate.rate(), self.pipeline_ms.summary(),
                                 self.age_ms.summary(), drops, recent, backend=repr(self.engine),
-                                accounting=accounting, published=self.published, lost_recent=lost_recent)
+                                accounting=accounting, published=self.published, lost_recent=lost_recent,
+                                backend_reason=getattr(self.engine, "backend_reason", ""),
+                                roi=describe_roi(self.settings.roi, self._last_roi))
             status.summary(levels[summary.level], summary.message)
             for key, value in summary.values.items():
                 status.add(key, value)

@@ -26,7 +26,7 @@ NODE_NAME = "depth_completion"
 MODEL_DEFAULT = "default"
 DEVICE_CHOICES = ("auto", "cuda", "cpu")
 PRECISION_CHOICES = ("auto", "fp32", "fp16")
-BACKEND_CHOICES = ("torch", "onnx")
+BACKEND_CHOICES = ("auto", "torch", "onnx")
 OUTPUT_QOS_CHOICES = ("reliable", "sensor_data")
 # lidar_to_camera holds 16 values (row-major 4x4) or 7 (tx ty tz qx qy qz qw); all zeros means "not set"
 # (ROS 2 parameter files cannot hold an empty array, and an all-zero matrix is no transform).
@@ -83,9 +83,14 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "warning", choices=DEVICE_CHOICES),
     ParameterSpec("precision", "auto", "'auto' = fp16 autocast on CUDA, fp32 on the CPU",
                   choices=PRECISION_CHOICES),
-    ParameterSpec("backend", "torch", "inference runtime; 'onnx' runs onnxruntime (exports the checkpoint "
-                  "once to a cache unless onnx_path is given)", choices=BACKEND_CHOICES),
-    ParameterSpec("onnx_path", "", "ONNX file for backend 'onnx' (empty: export the checkpoint to a cache)"),
+    ParameterSpec("backend", "auto", "inference runtime; 'auto': ONNX Runtime on the CPU for the models "
+                  "measured faster with it, else PyTorch (PyTorch on CUDA; an export failure falls back to "
+                  "PyTorch), the choice and its reason logged; 'onnx' runs onnxruntime (exports the checkpoint "
+                  "once to a cache unless onnx_path is given); 'torch' runs PyTorch", choices=BACKEND_CHOICES),
+    ParameterSpec("onnx_path", "", "ONNX file for backend 'onnx' or 'auto' on the CPU (empty: export the "
+                  "checkpoint to a cache)"),
+    ParameterSpec("threads", 0, "CPU threads of the network (PyTorch or ONNX Runtime intra-op; one inter-op "
+                  "thread); 0 = the cores this process may run on", minimum=0, maximum=1024),
     ParameterSpec("sync.queue_size", 10, "messages per input kept by the approximate-time synchronizer",
                   minimum=1, maximum=1000),
     ParameterSpec("sync.slop", 0.05, "largest stamp spread (s) of a synchronized image/camera_info/points "
@@ -95,9 +100,13 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("max_depth", 120.0, "LiDAR points farther than this (m) are ignored; predictions are "
                   "clipped to it", minimum=0.1, maximum=1000.0),
     ParameterSpec("roi", "full", "'full' runs the network on the whole image, 'bottom' on the bottom "
-                  "roi_height rows (KITTI-style LiDAR coverage); other rows are invalid", choices=ROI_CHOICES),
+                  "roi_height rows (KITTI-style LiDAR coverage), 'auto' per frame from roi_margin rows above "
+                  "the top-most projected LiDAR return down to the bottom (rounded to the network's stride); "
+                  "other rows are invalid", choices=ROI_CHOICES),
     ParameterSpec("roi_height", 352, "rows of the bottom region of interest (roi 'bottom')",
                   minimum=1, maximum=16384),
+    ParameterSpec("roi_margin", 16, "rows above the top-most LiDAR return that the network still sees "
+                  "(roi 'auto')", minimum=0, maximum=16384),
     ParameterSpec("invalid_value", "nan", "value of pixels without depth in depth/image: 'nan' (REP 118) "
                   "or 'zero'", choices=INVALID_CHOICES),
     ParameterSpec("publish_colorized", False, "also publish depth/image_colorized (bgr8, turbo colormap, "
@@ -153,12 +162,14 @@ class NodeSettings:
     precision: str
     backend: str
     onnx_path: str
+    threads: int
     sync_queue_size: int
     sync_slop: float
     min_depth: float
     max_depth: float
     roi: str
     roi_height: int
+    roi_margin: int
     invalid_value: str
     publish_colorized: bool
     publish_sparse: bool
@@ -266,8 +277,8 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
         if model != MODEL_DEFAULT and model not in names and not Path(model).is_file():
             raise ParameterError(f"parameter 'model': {model!r} is neither 'default', a shipped or registered "
                                  f"model ({', '.join(names) or 'none'}) nor an existing checkpoint file")
-    if checked["onnx_path"] and checked["backend"] != "onnx":
-        raise ParameterError("parameter 'onnx_path' is set but backend is not 'onnx'")
+    if checked["onnx_path"] and checked["backend"] == "torch":
+        raise ParameterError("parameter 'onnx_path' is set but backend is 'torch' (use 'onnx' or 'auto')")
     if checked["onnx_path"] and not Path(checked["onnx_path"]).is_file():
         raise ParameterError(f"parameter 'onnx_path': no such file {checked['onnx_path']!r}")
     if checked["max_depth"] <= checked["min_depth"]:
@@ -284,12 +295,14 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
         precision=checked["precision"],
         backend=checked["backend"],
         onnx_path=checked["onnx_path"],
+        threads=checked["threads"],
         sync_queue_size=checked["sync.queue_size"],
         sync_slop=checked["sync.slop"],
         min_depth=checked["min_depth"],
         max_depth=checked["max_depth"],
         roi=checked["roi"],
         roi_height=checked["roi_height"],
+        roi_margin=checked["roi_margin"],
         invalid_value=checked["invalid_value"],
         publish_colorized=checked["publish_colorized"],
         publish_sparse=checked["publish_sparse"],
@@ -365,12 +378,13 @@ def build_engine(settings: NodeSettings):
 
     try:
         engine = resolve_engine(settings.model, device=settings.device, precision=settings.precision,
-                                backend=settings.backend, onnx_path=settings.onnx_path or None)
+                                backend=settings.backend, onnx_path=settings.onnx_path or None,
+                                threads=settings.threads)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"parameter 'model': {error}") from error
     except CheckpointError as error:
         raise ParameterError(f"parameter 'model': {error}") from error
-    if engine.backend not in (settings.backend, "numpy"):
+    if settings.backend != "auto" and engine.backend not in (settings.backend, "numpy"):
         raise ParameterError(f"parameter 'backend': {settings.backend!r} needs a checkpoint, but model "
                              f"{settings.model!r} is an untrained registered architecture (torch only)")
     return engine
