@@ -44,14 +44,16 @@ setup(
         "rosbags>=0.11",
         "onnx>=1.15",
         "onnxruntime>=1.17",
+        # the morphological fill's morphology (baselines.py); headless: no GUI libraries on a robot, and
+        # below 5 so that a cv_bridge in the same interpreter keeps working
+        "opencv-python-headless<5",
     ],
     extras_require={
         # colcon builds the ROS 2 workspace that the launch tests start the node from (test/ros/);
         # flake8 is the project-wide lint (ament_flake8's checks, test/test_lint.py); pykitti is the common
         # KITTI raw reader that test/test_synth_raw_readers.py loads the synthetic drives with (its package
-        # imports cv2; OpenCV 5 would break a cv_bridge in the same interpreter).
-        "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7", "pykitti>=0.3.1",
-                 "opencv-python-headless<5"],
+        # imports cv2, which the install requirements bring).
+        "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7", "pykitti>=0.3.1"],
     },
     zip_safe=True,
     entry_points={

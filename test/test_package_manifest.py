@@ -39,7 +39,7 @@ DISTRIBUTIONS = {
     "flake8": ("flake8", "python3-flake8"),
     "colcon-common-extensions": ("colcon_core", "python3-colcon-common-extensions"),
     "pykitti": ("pykitti", None),  # test extra only (test/test_synth_raw_readers.py); pip installs it
-    "opencv-python-headless": ("cv2", None),  # test extra only: pykitti's package imports cv2
+    "opencv-python-headless": ("cv2", "python3-opencv"),  # the morphological fill (baselines.py)
 }
 NO_ROSDEP_KEY = {"onnx"}
 # Python modules whose ROS package has another name.
