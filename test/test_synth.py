@@ -224,10 +224,19 @@ def test_ray_primitive_intersections_are_exact():
     assert intersect(origin, dirs, sphere)[2] == pytest.approx(np.sqrt(8.0) - 0.5)
     with pytest.raises(ValueError, match="half sizes"):
         Primitive("box", (0, 0, 0), (1.0, 0.0, 1.0), 0)
+    with pytest.raises(ValueError, match="leans 20.0 deg"):
+        from depth_completion_ros.data.synth.oxts import roty
+
+        LidarRays(np.radians(hdl64_elevations_deg()), 90, geometry.make_transform(roty(np.radians(20)), (0, 0, 2)),
+                  120.0)
 
 
-def test_culled_cast_equals_brute_force():
-    """The window culling never drops a hit: compare with intersecting every ray with every primitive."""
+@pytest.mark.parametrize("pitch_deg", [0.0, 3.0, -3.0, 8.0])
+def test_culled_cast_equals_brute_force(pitch_deg):
+    """The window culling never drops a hit: compare with intersecting every ray with every primitive, for a
+    level and a pitched rig (`dcros synth --variety` tilts the LiDAR)."""
+    from depth_completion_ros.data.synth.oxts import roty
+
     rng = np.random.default_rng(3)
     prims = [Primitive("box", (float(rng.uniform(-20, 20)), float(rng.uniform(-20, 20)), 1.0), (1.5, 0.8, 1.0), 0,
                        yaw=float(rng.uniform(0, np.pi))) for _ in range(12)]
@@ -238,6 +247,7 @@ def test_culled_cast_equals_brute_force():
     pose = geometry.make_transform(np.eye(3), (0.3, -0.2, 1.73))
     yaw = 0.4
     pose[:2, :2] = [[np.cos(yaw), -np.sin(yaw)], [np.sin(yaw), np.cos(yaw)]]
+    pose = pose @ geometry.make_transform(roty(np.radians(pitch_deg)), (0, 0, 0))
     lidar = LidarRays(np.radians(hdl64_elevations_deg()), 360, pose, 120.0)
     sector = LidarRays(np.radians(hdl64_elevations_deg()), 360, pose, 120.0, first_column=-60, column_count=121)
     # A camera looking along the LiDAR's x axis (optical frame: z forward, x right, y down).

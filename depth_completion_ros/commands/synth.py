@@ -16,6 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--val-drives", type=int, default=None,
                         help="how many of the last drives form the val split "
                              "(default: 1 when there are >= 2 drives, else 0)")
+    parser.add_argument("--variety", action="store_true",
+                        help="give every drive its own rig and light: a 32-, 64- or 128-beam LiDAR, mount height "
+                             "and pitch, sun elevation, ambient light, exposure and image noise (recorded per "
+                             "drive in the manifest); for training sets that do not fit one rendering")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
 
 
@@ -24,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from depth_completion_ros.data.synth import format_summary, generate_dataset, summarize_dataset
 
     generate_dataset(args.out, drives=args.drives, frames=args.frames, seed=args.seed,
-                     val_drives=args.val_drives, progress=not args.no_progress)
+                     val_drives=args.val_drives, progress=not args.no_progress, variety=args.variety)
     print(format_summary(summarize_dataset(args.out)))
     print(f"written to {args.out} (manifest: {args.out / 'synth_manifest.json'})")
     return 0

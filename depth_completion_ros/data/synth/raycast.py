@@ -286,8 +286,11 @@ class LidarRays(RayGrid):
 
     Column k points at azimuth k * step (counter-clockwise from the sensor's x axis). A grid may hold the
     full circle (columns 0..n-1) or a contiguous sector `first_column .. first_column + count - 1` (negative
-    indices are angles below zero). The sensor's z axis must be vertical (the ego vehicle only yaws).
+    indices are angles below zero). The sensor's z axis may lean up to MAX_TILT (10 deg) from the vertical (a
+    pitched mount); the culling windows widen by that lean, so a tilted sensor loses no hit.
     """
+
+    MAX_TILT = np.radians(10.0)
 
     def __init__(self, elevations_rad: np.ndarray, n_columns: int, sensor_to_world: np.ndarray, max_range: float,
                  first_column: int = 0, column_count: int | None = None):
@@ -301,8 +304,15 @@ class LidarRays(RayGrid):
         if not 0 < self.column_count <= self.n_columns:
             raise ValueError(f"column_count must be in 1..{self.n_columns}, got {self.column_count}")
         self.sensor_to_world = np.asarray(sensor_to_world, dtype=np.float64)
-        if abs(self.sensor_to_world[2, 2] - 1.0) > 1e-9:
-            raise ValueError("the LiDAR's z axis must be vertical in the world frame")
+        self.tilt = float(np.arccos(np.clip(self.sensor_to_world[2, 2], -1.0, 1.0)))
+        if self.tilt > self.MAX_TILT:
+            raise ValueError(f"the LiDAR's z axis leans {np.degrees(self.tilt):.1f} deg from the vertical; at most "
+                             f"{np.degrees(self.MAX_TILT):.0f} deg is supported")
+        # A lean of `tilt` moves a beam's world elevation by up to tilt and its azimuth by up to about
+        # tilt * tan(elevation): the margins the culling windows add.
+        steepest = float(np.max(np.abs(self.elevations))) if len(self.elevations) else 0.0
+        self._elevation_margin = self.tilt
+        self._column_margin = int(np.ceil(self.tilt * (1.0 + np.tan(steepest)) / self.step)) if self.tilt else 0
         self.yaw = float(np.arctan2(self.sensor_to_world[1, 0], self.sensor_to_world[0, 0]))
         self.max_t = float(max_range)
         self.origin = self.sensor_to_world[:3, 3].copy()
@@ -320,8 +330,8 @@ class LidarRays(RayGrid):
         d_max = horizontal.max()
         if d_min - max(abs(z_low), abs(z_high)) > self.max_t:
             return []
-        el_high = np.arctan2(z_high, d_min if z_high > 0 else d_max)
-        el_low = np.arctan2(z_low, d_min if z_low < 0 else d_max)
+        el_high = np.arctan2(z_high, d_min if z_high > 0 else d_max) + self._elevation_margin
+        el_low = np.arctan2(z_low, d_min if z_low < 0 else d_max) - self._elevation_margin
         r0 = max(int(np.searchsorted(self.elevations, el_low, side="left")) - 1, 0)
         r1 = min(int(np.searchsorted(self.elevations, el_high, side="right")) + 1, len(self.elevations))
         if r0 >= r1:
@@ -333,7 +343,8 @@ class LidarRays(RayGrid):
             centre = np.arctan2(primitive.center[1] - oy, primitive.center[0] - ox) - self.yaw
             offset = np.angle(np.exp(1j * (azimuth - centre)))  # wrapped to (-pi, pi]
             lo, hi = centre + offset.min(), centre + offset.max()
-            c0, c1 = int(np.floor(lo / self.step)) - 1, int(np.ceil(hi / self.step)) + 2
+            c0 = int(np.floor(lo / self.step)) - 1 - self._column_margin
+            c1 = int(np.ceil(hi / self.step)) + 2 + self._column_margin
         rows = slice(r0, r1)
         windows = []
         grid_lo, grid_hi = self.first_column, self.first_column + self.column_count

@@ -23,7 +23,18 @@ ROAD_HALF_WIDTH = LANE_WIDTH + PARKING_WIDTH  # kerb line
 KERB_HEIGHT = 0.12
 FRAME_PERIOD = 0.1  # s, KITTI's 10 Hz
 _SIDEWALK_SEGMENT = 40.0  # m: long slabs are split so that culling stays tight
-_STREAMS = ("ego", "sidewalk", "buildings", "parked", "poles", "trees", "pedestrians", "oncoming", "ahead", "sun")
+# Appended only: a kind's index seeds its stream, so existing kinds keep their draws.
+_STREAMS = ("ego", "sidewalk", "buildings", "parked", "poles", "trees", "pedestrians", "oncoming", "ahead", "sun",
+            "rig")
+DEFAULT_MOUNT_HEIGHT = 1.73  # m, the KITTI Velodyne above the ground
+# Per-drive variety (build_scene(variety=True)): what other cars, sensors and days look like.
+VARIETY_BEAMS = (32, 64, 128)
+VARIETY_MOUNT_HEIGHT = (1.45, 2.05)  # m: a low sedan roof rack to a van's
+VARIETY_MOUNT_PITCH_DEG = (-3.0, 3.0)  # positive = tilted down (OXTS convention)
+VARIETY_SUN_ELEVATION_DEG = (8.0, 75.0)  # low evening sun to noon
+VARIETY_AMBIENT = (0.10, 0.40)  # sky light: overcast-dark to bright
+VARIETY_EXPOSURE = (0.55, 1.6)  # camera gain: under- to over-exposed
+VARIETY_IMAGE_NOISE = (0.6, 4.0)  # sensor noise, grey levels (sigma)
 
 _FACADE_COLOURS = np.array([
     [0.62, 0.36, 0.28], [0.72, 0.66, 0.55], [0.55, 0.55, 0.58], [0.80, 0.76, 0.68], [0.52, 0.30, 0.24],
@@ -84,6 +95,22 @@ class Scene:
     sun_direction: np.ndarray  # unit vector towards the sun (world)
     x_range: tuple[float, float]
     stats: dict = field(default_factory=dict)
+    # The sensor rig (LiDAR with the cameras rigidly attached, KITTI's calibration between them) on the car.
+    mount_height: float = DEFAULT_MOUNT_HEIGHT  # m, LiDAR above the ground
+    mount_pitch: float = 0.0  # rad, positive = tilted down
+    lidar_beams: int | None = None  # None: the generator's LiDAR model as given
+    # The camera and the light: ambient sky light, gain, sensor noise (grey levels).
+    ambient: float = 0.25
+    exposure: float = 1.0
+    image_noise: float = 1.2
+
+    def rig(self) -> dict:
+        """The drive's rig and light, as the manifest records them."""
+        elevation = float(np.degrees(np.arcsin(np.clip(self.sun_direction[2], -1.0, 1.0))))
+        return {"lidar_beams": self.lidar_beams, "mount_height_m": round(self.mount_height, 4),
+                "mount_pitch_deg": round(float(np.degrees(self.mount_pitch)), 4),
+                "sun_elevation_deg": round(elevation, 3), "ambient": round(self.ambient, 4),
+                "exposure": round(self.exposure, 4), "image_noise": round(self.image_noise, 4)}
 
     def primitives_at(self, time: float) -> list[Primitive]:
         """Every primitive at `time` (seconds after the first frame)."""
@@ -124,9 +151,13 @@ def _pedestrian(rng: np.random.Generator, x: float, y: float) -> list[Primitive]
     ]
 
 
-def build_scene(seed: int, drive_index: int, duration: float, margin: float = 160.0) -> Scene:
+def build_scene(seed: int, drive_index: int, duration: float, margin: float = 160.0, variety: bool = False) -> Scene:
     """The street of drive `drive_index`, long enough for `duration` seconds of driving plus `margin` metres
-    of scenery behind the start and ahead of the end (the LiDAR sees 120 m)."""
+    of scenery behind the start and ahead of the end (the LiDAR sees 120 m).
+
+    `variety` also draws the drive's rig and light (its own random stream: the street is the same either
+    way): LiDAR beams (VARIETY_BEAMS), mount height and pitch, sun elevation, ambient light, camera
+    exposure and sensor noise. Without it every drive has KITTI's rig and the default camera."""
     if duration < 0:
         raise ValueError(f"duration must be >= 0 s, got {duration}")
 
@@ -242,4 +273,17 @@ def build_scene(seed: int, drive_index: int, duration: float, margin: float = 16
     sun_azimuth, sun_elevation = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(30), np.radians(60))
     sun = np.array([np.cos(sun_elevation) * np.cos(sun_azimuth), np.cos(sun_elevation) * np.sin(sun_azimuth),
                     np.sin(sun_elevation)])
-    return Scene(static, movers, ego, sun, (float(x_min), float(x_max)), counts)
+    scene = Scene(static, movers, ego, sun, (float(x_min), float(x_max)), counts)
+    if variety:
+        rng = stream("rig")
+        scene.lidar_beams = int(rng.choice(VARIETY_BEAMS))
+        scene.mount_height = float(rng.uniform(*VARIETY_MOUNT_HEIGHT))
+        scene.mount_pitch = float(np.radians(rng.uniform(*VARIETY_MOUNT_PITCH_DEG)))
+        elevation = np.radians(rng.uniform(*VARIETY_SUN_ELEVATION_DEG))
+        scene.sun_direction = np.array([np.cos(elevation) * np.cos(sun_azimuth),
+                                        np.cos(elevation) * np.sin(sun_azimuth), np.sin(elevation)])
+        scene.ambient = float(rng.uniform(*VARIETY_AMBIENT))
+        # Log-uniform: as many drives darker as brighter than the default gain.
+        scene.exposure = float(np.exp(rng.uniform(*np.log(VARIETY_EXPOSURE))))
+        scene.image_noise = float(rng.uniform(*VARIETY_IMAGE_NOISE))
+    return scene

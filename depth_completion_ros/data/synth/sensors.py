@@ -18,10 +18,11 @@ import numpy as np
 from depth_completion_ros import geometry
 from depth_completion_ros.data.synth import materials
 from depth_completion_ros.data.synth.raycast import NO_HIT, CameraRays, LidarRays, cast
-from depth_completion_ros.data.synth.scene import Scene
+from depth_completion_ros.data.synth.oxts import roty
+from depth_completion_ros.data.synth.scene import DEFAULT_MOUNT_HEIGHT, Scene
 
 IMAGE_WIDTH, IMAGE_HEIGHT = 1242, 375  # S_rect_02
-LIDAR_HEIGHT = 1.73  # m above the ground (KITTI setup)
+LIDAR_HEIGHT = DEFAULT_MOUNT_HEIGHT  # m above the ground (KITTI setup; a varied drive has its own)
 RAW_CAMERAS = ("00", "01", "02", "03")  # grey left, grey right, colour left, colour right
 GREY_CAMERAS = ("00", "01")
 _LUMA = (0.2126, 0.7152, 0.0722)  # Rec. 709 weights of linear RGB: what a monochrome sensor integrates
@@ -103,10 +104,25 @@ def hdl64_elevations_deg() -> np.ndarray:
     return np.concatenate([np.linspace(-24.9, -8.83, 32), np.linspace(-8.33, 2.0, 32)])
 
 
+def hdl32_elevations_deg() -> np.ndarray:
+    """The 32 beam elevations of an HDL-32E, ascending: -30.67 .. +10.67 deg, 4/3 deg apart."""
+    return np.linspace(-30.67, 10.67, 32)
+
+
+def lidar128_elevations_deg() -> np.ndarray:
+    """128 beams over a VLS-128's span, -25 .. +15 deg, evenly (0.31 deg apart; the real sensor packs them
+    more densely near the horizon)."""
+    return np.linspace(-25.0, 15.0, 128)
+
+
+BEAM_LAYOUTS = {32: hdl32_elevations_deg, 64: hdl64_elevations_deg, 128: lidar128_elevations_deg}
+
+
 @dataclass(frozen=True)
 class VelodyneModel:
-    """A spinning 64-beam LiDAR. `columns` azimuth steps per turn: 2083 is the HDL-64E at 10 Hz
-    (1.33 M points/s / 10 Hz / 64 beams, ~0.173 deg), which projects onto ~5 % of KITTI's image."""
+    """A spinning LiDAR of `beams` beams (BEAM_LAYOUTS: 64 = KITTI's HDL-64E). `columns` azimuth steps per
+    turn: 2083 is the HDL-64E at 10 Hz (1.33 M points/s / 10 Hz / 64 beams, ~0.173 deg), which projects
+    onto ~5 % of KITTI's image."""
 
     columns: int = 2000
     max_range: float = 120.0
@@ -114,8 +130,11 @@ class VelodyneModel:
     range_noise: float = 0.02  # m, Gaussian along the beam
     dropout: float = 0.03  # fraction of returns lost at random
     dark_dropout: float = 0.35  # extra loss on dark surfaces (reflectance < 0.1: glass, tyres)
+    beams: int = 64
 
     def __post_init__(self):
+        if self.beams not in BEAM_LAYOUTS:
+            raise ValueError(f"beams must be one of {sorted(BEAM_LAYOUTS)}, got {self.beams!r}")
         if self.columns < 16:
             raise ValueError(f"a LiDAR needs at least 16 azimuth columns, got {self.columns}")
         if not 0 < self.min_range < self.max_range:
@@ -126,12 +145,12 @@ class VelodyneModel:
     @property
     def elevations(self) -> np.ndarray:
         """Beam elevations in radians, ascending."""
-        return np.radians(hdl64_elevations_deg())
+        return np.radians(BEAM_LAYOUTS[self.beams]())
 
 
 def lidar_pose(scene: Scene, time: float) -> np.ndarray:
-    """4x4 Velodyne -> world at `time`."""
-    return scene.ego.pose(time) @ geometry.make_transform(np.eye(3), (0.0, 0.0, LIDAR_HEIGHT))
+    """4x4 Velodyne -> world at `time`: the rig at the scene's mount height, pitched by its mount pitch."""
+    return scene.ego.pose(time) @ geometry.make_transform(roty(scene.mount_pitch), (0.0, 0.0, scene.mount_height))
 
 
 def imu_pose(scene: Scene, time: float) -> np.ndarray:
@@ -222,7 +241,8 @@ def render_camera(scene: Scene, time: float, camera: geometry.PinholeCamera, lid
 
     Returns (rgb (H, W, 3) uint8, depth (H, W) float32 in metres along the optical axis, 0 = sky); with
     `grey`, the image is the (H, W) uint8 of a monochrome camera (the luminance of the same light).
-    Shading: Lambertian sun + ambient sky light, distance haze, gamma 2.2, light sensor noise.
+    Shading: Lambertian sun + ambient sky light, distance haze, the scene's exposure, gamma 2.2, sensor noise
+    (the scene's ambient, exposure and image_noise).
     """
     pose = camera_pose(scene, time, lidar_to_camera)
     dirs, sky = _view(camera, pose[:3, :3])
@@ -236,13 +256,15 @@ def render_camera(scene: Scene, time: float, camera: geometry.PinholeCamera, lid
     sun = float(np.clip(scene.sun_direction[2], 0, 1))
     lambert = np.clip(normals @ scene.sun_direction, 0.0, None)
     sky_light = 0.5 + 0.5 * normals[:, 2]  # surfaces facing up see more of the sky
-    linear = albedo * (0.9 * lambert + 0.25 + 0.2 * sky_light)[:, None] * (0.8 + 0.2 * sun)
+    linear = albedo * (0.9 * lambert + scene.ambient + 0.2 * sky_light)[:, None] * (0.8 + 0.2 * sun)
     image = sky.copy()
     haze = 1.0 - np.exp(-hits.t[hit] / 400.0)
     image[hit] = linear * (1 - haze[:, None]) + sky[hit] * haze[:, None]
     if grey:
         image = image[..., 0] * _LUMA[0] + image[..., 1] * _LUMA[1] + image[..., 2] * _LUMA[2]
-    encoded = np.clip(image, 0.0, 1.0) ** (1 / 2.2) * 255.0 + rng.normal(0.0, 1.2, image.shape)
+    if scene.exposure != 1.0:
+        image = image * scene.exposure
+    encoded = np.clip(image, 0.0, 1.0) ** (1 / 2.2) * 255.0 + rng.normal(0.0, scene.image_noise, image.shape)
     rgb = np.clip(np.round(encoded), 0, 255).astype(np.uint8)
     depth = np.where(hit, hits.t, 0.0).astype(np.float32)
     return rgb, depth

@@ -22,6 +22,7 @@ the first and after the last frame.
 """
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import json
 from collections import OrderedDict
@@ -35,7 +36,8 @@ from depth_completion_ros.data import image_io
 from depth_completion_ros.data.synth import oxts, sensors
 from depth_completion_ros.data.synth.scene import FRAME_PERIOD, Scene, build_scene
 
-GENERATOR_VERSION = "1.1"  # 1.1: image_00, image_01, image_03 and oxts in the raw drives
+# 1.1: image_00, image_01, image_03 and oxts in the raw drives; 1.2: variety (per-drive rig and light)
+GENERATOR_VERSION = "1.2"
 DATE = "2000_01_01"  # cannot be mistaken for a KITTI recording (2011)
 CROP_HEIGHT, CROP_WIDTH = 352, 1216  # val_selection_cropped
 LOWER_FRACTION = 0.6  # "lower image" = the bottom 60 % of the rows, where the LiDAR lands
@@ -129,7 +131,8 @@ def _round(value: float) -> float:
 
 def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, seed: int = 0,
                      val_drives: int | None = None, progress: bool | Callable = True,
-                     lidar: sensors.VelodyneModel | None = None, gt_neighbours: int = GT_NEIGHBOURS) -> dict:
+                     lidar: sensors.VelodyneModel | None = None, gt_neighbours: int = GT_NEIGHBOURS,
+                     variety: bool = False) -> dict:
     """Generate `drives` drives of `frames` frames (10 Hz) of the synthetic street world under `out_dir`:
     complete KITTI raw drives (four cameras, Velodyne, OXTS) and the depth-completion folders of image_02.
 
@@ -139,6 +142,12 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
     frame for its ground truth. `progress` shows a tqdm bar (True), nothing (False), or is called with
     (drive name, frame index) after each frame. Returns the manifest (also written to synth_manifest.json).
     The same arguments give the same bytes in every file.
+
+    `variety` gives every drive its own rig and light (`scene.build_scene`): a 32-, 64- or 128-beam LiDAR
+    for the sparse input, mount height and pitch (the cameras move with the LiDAR, so the calibration files
+    stay KITTI's), sun elevation, ambient light, exposure and image noise; the manifest records each
+    drive's under "rig". The ground truth is still accumulated from `lidar` (the 64-beam model by default)
+    on the drive's rig, so its density does not follow the input's beams.
     """
     if int(drives) != drives or drives < 1:
         raise ValueError(f"drives must be a positive integer, got {drives!r}")
@@ -170,7 +179,8 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
     for drive_index in range(1, drives + 1):
         name = drive_name(drive_index)
         split = "val" if drive_index > drives - val_drives else "train"
-        scene = build_scene(seed, drive_index, (frames - 1) * FRAME_PERIOD)
+        scene = build_scene(seed, drive_index, (frames - 1) * FRAME_PERIOD, variety=variety)
+        drive_lidar = lidar if scene.lidar_beams is None else dataclasses.replace(lidar, beams=scene.lidar_beams)
         texture_seed = int(np.random.default_rng([seed, drive_index, 7]).integers(2 ** 31))
         geo = oxts.draw_reference(np.random.default_rng([seed, drive_index, 8]))
         neighbour_scans = _NeighbourScans(scene, lidar, keep=2 * gt_neighbours + 2)
@@ -194,7 +204,8 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
                     image_io.write_rgb_png(path, image)
                 else:
                     _write_camera_png(path, image)
-            velo = sensors.scan_velodyne(scene, time, lidar, _frame_rng(seed, drive_index, frame, 2), texture_seed)
+            velo = sensors.scan_velodyne(scene, time, drive_lidar, _frame_rng(seed, drive_index, frame, 2),
+                                         texture_seed)
             sparse = geometry.project(velo, camera, lidar_to_camera)
             world_to_camera = geometry.invert_transform(sensors.camera_pose(scene, time, lidar_to_camera))
             neighbours = [neighbour_scans(j) for j in range(frame - gt_neighbours, frame + gt_neighbours + 1)]
@@ -246,6 +257,7 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
             "geo": {"first_lat_deg": geo.lat, "first_lon_deg": geo.lon, "ground_alt_m": geo.ground_alt,
                     "street_heading_rad": _round(geo.heading)},
             "objects": dict(scene.stats),
+            **({"rig": scene.rig()} if variety else {}),
             "stats": {
                 "sparse_density": _round(table[:, 0].mean()),
                 "sparse_density_lower": _round(table[:, 1].mean()),
@@ -264,6 +276,7 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
         "generator": "depth_completion_ros.data.synth",
         "version": GENERATOR_VERSION,
         "seed": int(seed),
+        "variety": bool(variety),
         "date": DATE,
         "drives": drive_records,
         "frames_per_drive": int(frames),
