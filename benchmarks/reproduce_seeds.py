@@ -139,10 +139,10 @@ def train(experiment: Experiment, config_dict: dict, threads: int) -> dict:
     summary = trainer.fit()
     seconds = time.perf_counter() - start
     print(f"  {experiment.name}: {summary['epochs']} epochs ({summary['epochs'] - already} now, {seconds:.0f} s), "
-          f"best validation RMSE {summary['best_val_rmse_mm']:.1f} mm", flush=True)
+          f"best validation {summary['best_metric']} {summary['best_val']:.1f}", flush=True)
     return {"epochs": summary["epochs"], "epochs_this_run": summary["epochs"] - already, "steps": summary["step"],
             "seconds_this_run": seconds,
-            "best_val_rmse_mm": summary["best_val_rmse_mm"]}
+            f"best_val_{summary['best_metric']}": summary["best_val"]}
 
 
 def forward_parameters(model) -> int:

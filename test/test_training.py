@@ -106,6 +106,7 @@ BAD_CONFIGS = [
     (lambda c: c.update(loss={"type": "l2"}, distillation={"type": "blackbox", "teacher": "t.pt"},
                         data={"augment": True}), "data.augment must be false"),
     (lambda c: c["schedule"].update(type="multistep"), "schedule.milestones"),
+    (lambda c: c.update(best_metric="delta1"), "best_metric must be one of"),
 ]
 
 
@@ -191,6 +192,26 @@ def test_resume_continues_with_identical_weights(synthetic_kitti, tmp_path):
     assert best.metadata["val"]["rmse_mm"] == min(float(row["val_rmse_mm"]) for row in read_log(split))
     # Everything, optimizer state and RNG states included, loads without unpickling code.
     torch.load(split / "last.pt", map_location="cpu", weights_only=True)
+
+
+def test_best_checkpoint_follows_the_configured_metric(synthetic_kitti, tmp_path):
+    """best_metric: mae_mm keeps the epoch of the lowest validation MAE, and a resume under another metric
+    does not inherit the old best."""
+    config = resume_config(synthetic_kitti)
+    config["schedule"]["epochs"] = 3
+    config["best_metric"] = "mae_mm"
+    path = write_yaml(tmp_path / "c.yaml", config)
+    assert dcros(["train", "--config", str(path), "--out", str(tmp_path / "run")]) == 0
+    rows = read_log(tmp_path / "run")
+    best = load_checkpoint(tmp_path / "run" / "best.pt")
+    assert best.metadata["best_metric"] == "mae_mm"
+    assert best.metadata["val"]["mae_mm"] == min(float(row["val_mae_mm"]) for row in rows)
+    assert best.metadata["best_val"] == best.metadata["val"]["mae_mm"]
+    last = load_checkpoint(tmp_path / "run" / "last.pt")
+    config["best_metric"] = "irmse_1km"
+    trainer = Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run", resume=tmp_path / "run" / "last.pt",
+                      progress=False)
+    assert trainer.best_value == float("inf") and last.metadata["best_metric"] == "mae_mm"
 
 
 class _Interrupted(Exception):

@@ -90,7 +90,7 @@ def run(args: argparse.Namespace) -> int:
             val = summary["last_val"]
             print(f"last validation: RMSE {val['rmse_mm']:.1f} mm, MAE {val['mae_mm']:.1f} mm, "
                   f"iRMSE {val['irmse_1km']:.2f} 1/km, iMAE {val['imae_1km']:.2f} 1/km")
-        if summary["best_val_rmse_mm"] < float("inf"):
-            print(f"best validation RMSE {summary['best_val_rmse_mm']:.1f} mm -> {out_dir / 'best.pt'}")
+        if summary["best_val"] < float("inf"):
+            print(f"best validation {summary['best_metric']} {summary['best_val']:.1f} -> {out_dir / 'best.pt'}")
         print(f"checkpoints and log.csv in {out_dir}")
     return 0

@@ -14,7 +14,8 @@ A configuration is a YAML mapping with these sections (every key optional unless
     stages:       list of {name, epochs (required), lr, train (all | backbone | refinement),
                   refine (bool), batch_size, random_crop}; absent: one stage "all" of schedule.epochs
     distillation: type (none | feature | blackbox) and the keys of that type (see DistillationConfig)
-    seed, deterministic, device (auto | cpu | cuda), output, save_every_steps, progress, tensorboard
+    seed, deterministic, device (auto | cpu | cuda), output, save_every_steps, progress, tensorboard,
+    best_metric (rmse_mm | mae_mm | irmse_1km | imae_1km: the validation figure best.pt minimises)
 
 Unknown keys, wrong types and out-of-range values raise `ConfigError` (a ValueError) naming the key by
 its dotted path, e.g. `data.batch_size` or `stages[1].train`.
@@ -38,6 +39,7 @@ STAGE_TRAIN = ("all", "backbone", "refinement")
 DISTILLATION_TYPES = ("none", "feature", "blackbox")
 FEATURE_METHODS = ("lspkd", "spkd", "att", "pkt", "sp")
 CACHE_STORAGE = ("uint16", "float32")
+BEST_METRICS = ("rmse_mm", "mae_mm", "irmse_1km", "imae_1km")
 DEVICES = ("auto", "cpu", "cuda")
 
 
@@ -503,6 +505,7 @@ class TrainConfig:
     save_every_steps: int = 0
     progress: bool = True
     tensorboard: bool | str = "auto"
+    best_metric: str = "rmse_mm"
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "configuration") -> "TrainConfig":
@@ -542,6 +545,8 @@ class TrainConfig:
             if value != "auto" and not isinstance(value, bool):
                 raise ConfigError(f"tensorboard must be true, false or auto, got {value!r}")
             out.tensorboard = value
+        if "best_metric" in data:
+            out.best_metric = _choice(data["best_metric"], "best_metric", BEST_METRICS)
         out.validate()
         return out
 

@@ -9,7 +9,8 @@ Output folder (written by rank 0):
                 validation figures, the training data and `training_state` (optimizer, scheduler,
                 criterion adapters, per-rank RNG states, position inside the epoch) for `--resume`. All of
                 it is plain tensors and containers, so the file loads with `torch.load(weights_only=True)`.
-    best.pt     the same format without `training_state`, whenever the validation RMSE improves (only in
+    best.pt     the same format without `training_state`, whenever the validation figure `best_metric`
+                (RMSE unless the config names another) improves (only in
                 stages that run the model's full forward pass: a CDSPN backbone stage is validated on its
                 coarse output and logged, but is not a deployable model).
     log.csv     one row per epoch: epoch, step, stage, lr, train loss and its terms, validation RMSE / MAE /
@@ -217,7 +218,7 @@ class Trainer:
         self.epoch = 0  # completed epochs
         self.step = 0  # optimizer steps taken
         self.batches_done = 0  # batches of the current epoch already trained (mid-epoch checkpoints)
-        self.best_rmse = math.inf
+        self.best_value = math.inf  # the best validation `config.best_metric` so far
         self.last_val: dict | None = None
         self.history: list[dict] = []
         self._epoch_sums: dict[str, float] = {}
@@ -364,7 +365,8 @@ class Trainer:
             path.parent.mkdir(parents=True, exist_ok=True)
             torch.save({k: v.detach().cpu() for k, v in self.model.state_dict().items()}, path)
         barrier(self.context)
-        return {"epochs": self.epoch, "step": self.step, "best_val_rmse_mm": self.best_rmse,
+        return {"epochs": self.epoch, "step": self.step, "best_metric": self.config.best_metric,
+                "best_val": self.best_value,
                 "last_val": self.last_val, "out_dir": str(self.out_dir)}
 
     def _teacher_outputs(self, names, rgb, sparse):
@@ -448,9 +450,9 @@ class Trainer:
             row[f"val_{column}"] = val[column] if val else float("nan")
         row["seconds"] = round(seconds, 3)
         self.history.append(row)
-        improved = bool(val) and stage.refine and val["rmse_mm"] < self.best_rmse
+        improved = bool(val) and stage.refine and val[self.config.best_metric] < self.best_value
         if improved:
-            self.best_rmse = val["rmse_mm"]
+            self.best_value = val[self.config.best_metric]
         if self.context.is_main:
             self._write_log_row(row)
             if val:
@@ -513,7 +515,8 @@ class Trainer:
             "stage": self.stages[stage_index].name,
             "stage_index": stage_index,
             "val": dict(self.last_val) if self.last_val else {},
-            "best_val_rmse_mm": self.best_rmse,
+            "best_metric": self.config.best_metric,
+            "best_val": self.best_value,
             "training_data": {"root": str(data.root), "train_split": data.train_split, "val_split": data.val_split,
                               "train_frames": len(self.train_indices), "val_frames": len(self.val_indices),
                               "crop": list(data.crop) if data.crop else None, "cameras": list(data.cameras)},
@@ -564,7 +567,10 @@ class Trainer:
         self.batches_done = int(state.get("batches_done", 0))
         self._epoch_sums = dict(state.get("epoch_sums", {}))
         self._epoch_seconds = float(state.get("epoch_seconds", 0.0))
-        self.best_rmse = float(metadata.get("best_val_rmse_mm", math.inf))
+        # The best so far counts only for the same metric; checkpoints from before best_metric hold RMSE.
+        stored_metric = metadata.get("best_metric", "rmse_mm")
+        stored_value = metadata.get("best_val", metadata.get("best_val_rmse_mm", math.inf))
+        self.best_value = float(stored_value) if stored_metric == self.config.best_metric else math.inf
         self.last_val = metadata.get("val") or None
         if self.epoch < self.config.total_epochs:
             stage_index, _ = self.stage_of_epoch(self.epoch)
