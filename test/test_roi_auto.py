@@ -110,3 +110,24 @@ def test_roi_options_are_validated_and_reach_the_command_line():
     add_pipeline_arguments(parser)
     options = pipeline_options_from_args(parser.parse_args(["--roi", "auto", "--roi-margin", "8"]))
     assert (options.roi, options.roi_margin) == ("auto", 8)
+
+
+def test_eval_kitti_reports_each_frames_roi_in_frames_csv(synthetic_kitti, tmp_path):
+    """The rows the network ran on are in the offline output too (frames.csv `roi_first_row`), and they are
+    the auto ROI of that frame's projected LiDAR."""
+    import csv
+
+    from depth_completion_ros import cli
+    from depth_completion_ros.data.kitti import KittiDepthCompletion
+
+    out = tmp_path / "report"
+    assert cli.main(["eval-kitti", "--data", str(synthetic_kitti), "--split", "val", "--model",
+                     "baseline:nearest", "--roi", "auto", "--panels", "0", "--out", str(out)]) == 0
+    with open(out / "frames.csv") as handle:
+        rows = list(csv.DictReader(handle))
+    dataset = KittiDepthCompletion(synthetic_kitti, split="val", crop=None)
+    assert len(rows) == len(dataset) > 0
+    for index, row in enumerate(rows):
+        sparse = dataset.load(index)[1]
+        expected = auto_roi_top(sparse, PipelineOptions().roi_margin, DEFAULT_ROI_MULTIPLE)
+        assert 0 < int(row["roi_first_row"]) == expected

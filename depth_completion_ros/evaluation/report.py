@@ -16,7 +16,8 @@ from .metrics import devkit_fill
 
 DISTANCE_BIN_EDGES_M = (0, 5, 10, 15, 20, 25, 30, 40, 50, 60, 80, 1e9)
 FRAME_COLUMNS = ("frame", "name", "stamp_ns", "rmse_mm", "mae_mm", "irmse_1km", "imae_1km", "gt_pixels",
-                 "sparse_pixels", "conversion_ms", "projection_ms", "inference_ms", "postprocess_ms", "total_ms")
+                 "sparse_pixels", "roi_first_row", "conversion_ms", "projection_ms", "inference_ms",
+                 "postprocess_ms", "total_ms")
 
 
 @dataclass

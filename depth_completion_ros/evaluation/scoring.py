@@ -56,19 +56,20 @@ class FrameScorer:
         self-check, if it has one, goes beside."""
         return self.score(result.dense, result.stamp_ns, name, gt, rgb=rgb, sparse=result.sparse,
                           timings_ms=result.timings_ms, sparse_pixels=result.projection.pixels,
-                          self_check=result.self_check)
+                          self_check=result.self_check, roi_first_row=result.roi_top)
 
     def score(self, dense: np.ndarray, stamp_ns: int | None, name: str, gt: np.ndarray | None,
               rgb: np.ndarray | None = None, sparse: np.ndarray | None = None,
               timings_ms: dict[str, float] | None = None, sparse_pixels: int | None = None,
-              self_check: SelfCheck | None = None) -> dict:
+              self_check: SelfCheck | None = None, roi_first_row: int | None = None) -> dict:
         """Score one dense prediction (H, W metres; NaN, 0 or less = none, filled as the devkit does) against
         its ground truth (metres, 0 = none; None: counted as a frame without ground truth).
 
         `rgb` (H, W, 3) is needed for this frame's panel, if it is one (without it no panel is drawn);
         `sparse` (the network's input) is shown in the panel when given; `timings_ms` (stage -> ms) and
         `sparse_pixels` go into the frame's row when given (a recorded prediction has neither), and so does
-        the frame's `self_check`.
+        the frame's `self_check`, and `roi_first_row` (the first row the network ran on; rows above it are
+        invalid).
         """
         index = self.frames_processed
         self.frames_processed += 1
@@ -76,6 +77,8 @@ class FrameScorer:
         row = {"frame": index, "name": name, "stamp_ns": stamp_ns}
         if sparse_pixels is not None:
             row["sparse_pixels"] = sparse_pixels
+        if roi_first_row is not None:
+            row["roi_first_row"] = roi_first_row
         row.update({f"{stage}_ms": value for stage, value in (timings_ms or {}).items()})
         if self_check is not None:
             row.update(self_check_row(self_check))
