@@ -46,7 +46,8 @@ from torch import nn
 
 from . import __version__
 from .models import build_model
-from .models.checkpoint import load_checkpoint, load_model
+from .models import cdspn, lspkd
+from .models.checkpoint import load_checkpoint, load_model, model_from_checkpoint
 
 LOGGER = logging.getLogger(__name__)
 
@@ -81,7 +82,7 @@ ONNX_FASTER_ON_CPU: dict[str, tuple[float, float]] = {
     "lspkd_teacher": (3509.0, 2796.0),
 }
 # Size multiple the networks pad their input to (their total stride); 32 for an unknown one.
-_SIZE_MULTIPLES = (("cdspn_", 16), ("lspkd_", 32))
+_SIZE_MULTIPLES = (("cdspn_", cdspn.STRIDE_MULTIPLE), ("lspkd_", lspkd.SIZE_MULTIPLE))
 DEFAULT_SIZE_MULTIPLE = 32
 _interop_configured = False
 
@@ -514,8 +515,8 @@ class Engine:
         torch_device = resolve_device(device)
         threads = resolve_threads(threads)
         reason = "requested"
+        checkpoint = load_checkpoint(path)  # read once, whichever runtime runs it
         if backend == "auto":
-            checkpoint = load_checkpoint(path)
             backend, reason = choose_backend(checkpoint.architecture, torch_device)
             if onnx_path is not None and torch_device.type == "cpu":
                 missing = onnx_runtime_available()
@@ -536,12 +537,12 @@ class Engine:
             else:
                 LOGGER.info("backend auto: torch (%s)", reason)
         if backend == "torch":
-            model, checkpoint = load_model(path)
+            model = model_from_checkpoint(checkpoint, path)
             return cls(model=model, session=None, device=torch_device,
                        precision=resolve_precision(precision, torch_device, "torch"), backend="torch",
                        architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
                        metadata=checkpoint.metadata, threads=threads, backend_reason=reason)
-        return cls._onnx_from_checkpoint(path, load_checkpoint(path), torch_device, precision, onnx_path, opset,
+        return cls._onnx_from_checkpoint(path, checkpoint, torch_device, precision, onnx_path, opset,
                                          threads, reason, remember_failure=False)
 
     @classmethod

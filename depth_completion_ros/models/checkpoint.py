@@ -94,6 +94,11 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
 def load_model(path: str | Path) -> tuple[nn.Module, Checkpoint]:
     """Rebuild the network named in the checkpoint and load its weights (strictly)."""
     checkpoint = load_checkpoint(path)
+    return model_from_checkpoint(checkpoint, path), checkpoint
+
+
+def model_from_checkpoint(checkpoint: Checkpoint, path: str | Path) -> nn.Module:
+    """The network of a checkpoint already read from `path` (named in the errors), weights loaded strictly."""
     try:
         model = build_model(checkpoint.architecture, **checkpoint.kwargs)
     except (TypeError, ValueError) as error:
@@ -103,4 +108,4 @@ def load_model(path: str | Path) -> tuple[nn.Module, Checkpoint]:
         model.load_state_dict(checkpoint.state_dict, strict=True)
     except RuntimeError as error:
         raise CheckpointError(f"{path}: weights do not fit {checkpoint.architecture!r}: {error}") from error
-    return model, checkpoint
+    return model
