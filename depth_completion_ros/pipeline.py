@@ -95,9 +95,13 @@ class FrameResult:
     projection: ProjectionStats
     stamp_ns: int | None = None
     roi_top: int = 0
-    roi_rows: tuple[int, int] = (0, 0)
     extras: dict[str, Any] = field(default_factory=dict)
     self_check: checks.SelfCheck | None = None
+
+    @property
+    def roi_rows(self) -> tuple[int, int]:
+        """(first, end) rows the network ran on, end exclusive: from `roi_top` to the image's bottom."""
+        return self.roi_top, self.dense.shape[0]
 
 
 class FrameProcessor:
@@ -214,7 +218,7 @@ class FrameProcessor:
             timings["self_check"] += _ms_since(start)
         timings["total"] = sum(timings.values())
         return FrameResult(dense=dense, sparse=sparse, timings_ms=timings, projection=stats,
-                           stamp_ns=stamp_ns, roi_top=roi_top, roi_rows=(roi_top, camera.height), self_check=check)
+                           stamp_ns=stamp_ns, roi_top=roi_top, self_check=check)
 
     # ---------------------------------------------------------------------------------- messages in
     def process_messages(self, image_msg, cloud_msg, camera: PinholeCamera | None = None,
