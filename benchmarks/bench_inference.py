@@ -76,18 +76,7 @@ def kitti_like_frame(height: int, width: int, density: float, seed: int) -> tupl
 
 def time_engine(engine: Engine, rgb: np.ndarray, sparse: np.ndarray, runs: int, warmup: int) -> dict:
     """Per-frame wall times (ms) of `runs` predictions after `warmup` untimed ones."""
-    for _ in range(warmup):
-        engine.predict(rgb, sparse)
-    times_ms = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        output = engine.predict(rgb, sparse)  # returns host numpy: the device work has finished
-        times_ms.append((time.perf_counter() - start) * 1e3)
-    if not np.isfinite(output).all():
-        LOGGER.warning("%s produced non-finite depth", engine)
-    times = np.asarray(times_ms)
-    return {"median_ms": float(np.median(times)), "p90_ms": float(np.percentile(times, 90)),
-            "min_ms": float(times.min()), "runs": runs, "warmup": warmup, "times_ms": times_ms}
+    return time_in_turns([engine], rgb, sparse, runs, warmup)[0]
 
 
 def parameter_count(engine: Engine) -> int | None:
@@ -131,16 +120,21 @@ def benchmark(models: list[str], height: int, width: int, runs: int, warmup: int
 
 
 def time_in_turns(engines: list[Engine], rgb: np.ndarray, sparse: np.ndarray, runs: int, warmup: int) -> list[dict]:
-    """`time_engine` for several engines at once, one run of each in turn, on the same input."""
+    """Per-frame wall times (ms) of several engines, one run of each in turn on the same input (a change in
+    the machine's load touches them alike), after `warmup` untimed rounds."""
     for _ in range(warmup):
         for engine in engines:
             engine.predict(rgb, sparse)
     times = [[] for _ in engines]
+    outputs = [None] * len(engines)
     for _ in range(runs):
-        for engine, samples in zip(engines, times):
+        for index, (engine, samples) in enumerate(zip(engines, times)):
             start = time.perf_counter()
-            engine.predict(rgb, sparse)
+            outputs[index] = engine.predict(rgb, sparse)  # returns host numpy: the device work has finished
             samples.append((time.perf_counter() - start) * 1e3)
+    for engine, output in zip(engines, outputs):
+        if not np.isfinite(output).all():
+            LOGGER.warning("%s produced non-finite depth", engine)
     return [{"median_ms": float(np.median(t)), "p90_ms": float(np.percentile(t, 90)), "min_ms": float(min(t)),
              "runs": runs, "warmup": warmup, "times_ms": t} for t in times]
 

@@ -151,6 +151,11 @@ def _pedestrian(rng: np.random.Generator, x: float, y: float) -> list[Primitive]
     ]
 
 
+def _unit_vector(azimuth: float, elevation: float) -> np.ndarray:
+    """The world direction at this azimuth (from +x towards +y) and elevation (up from the ground), radians."""
+    return np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
+
+
 def build_scene(seed: int, drive_index: int, duration: float, margin: float = 160.0, variety: bool = False) -> Scene:
     """The street of drive `drive_index`, long enough for `duration` seconds of driving plus `margin` metres
     of scenery behind the start and ahead of the end (the LiDAR sees 120 m).
@@ -271,17 +276,13 @@ def build_scene(seed: int, drive_index: int, duration: float, margin: float = 16
 
     rng = stream("sun")
     sun_azimuth, sun_elevation = rng.uniform(0, 2 * np.pi), rng.uniform(np.radians(30), np.radians(60))
-    sun = np.array([np.cos(sun_elevation) * np.cos(sun_azimuth), np.cos(sun_elevation) * np.sin(sun_azimuth),
-                    np.sin(sun_elevation)])
-    scene = Scene(static, movers, ego, sun, (float(x_min), float(x_max)), counts)
+    scene = Scene(static, movers, ego, _unit_vector(sun_azimuth, sun_elevation), (float(x_min), float(x_max)), counts)
     if variety:
         rng = stream("rig")
         scene.lidar_beams = int(rng.choice(VARIETY_BEAMS))
         scene.mount_height = float(rng.uniform(*VARIETY_MOUNT_HEIGHT))
         scene.mount_pitch = float(np.radians(rng.uniform(*VARIETY_MOUNT_PITCH_DEG)))
-        elevation = np.radians(rng.uniform(*VARIETY_SUN_ELEVATION_DEG))
-        scene.sun_direction = np.array([np.cos(elevation) * np.cos(sun_azimuth),
-                                        np.cos(elevation) * np.sin(sun_azimuth), np.sin(elevation)])
+        scene.sun_direction = _unit_vector(sun_azimuth, np.radians(rng.uniform(*VARIETY_SUN_ELEVATION_DEG)))
         scene.ambient = float(rng.uniform(*VARIETY_AMBIENT))
         # Log-uniform: as many drives darker as brighter than the default gain.
         scene.exposure = float(np.exp(rng.uniform(*np.log(VARIETY_EXPOSURE))))
