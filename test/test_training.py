@@ -13,6 +13,7 @@ from depth_completion_ros.cli import main as dcros
 from depth_completion_ros.models import build_model, list_models
 from depth_completion_ros.models.checkpoint import load_checkpoint, load_model, save_checkpoint
 from depth_completion_ros.training.config import ConfigError, TrainConfig, apply_overrides, load_config
+from depth_completion_ros.training.losses import GroundTruthLoss
 from depth_completion_ros.training.trainer import Trainer
 
 CONFIG_DIR = Path(__file__).resolve().parents[1] / "config" / "train"
@@ -107,6 +108,11 @@ BAD_CONFIGS = [
                         data={"augment": True}), "data.augment must be false"),
     (lambda c: c["schedule"].update(type="multistep"), "schedule.milestones"),
     (lambda c: c.update(best_metric="delta1"), "best_metric must be one of"),
+    (lambda c: c["loss"].update(intermediate={"coarse_depth": 0.6, "rgb_branch_depth": 0.4}),
+     "loss.intermediate: the weights sum to 1"),
+    (lambda c: c["loss"].update(intermediate={"coarse_depth": 0}), "loss.intermediate.coarse_depth must be > 0"),
+    (lambda c: c.update(loss={"type": "l2", "intermediate": {"coarse_depth": 0.2}},
+                        distillation={"type": "blackbox", "teacher": "t.pt"}), "loss.intermediate supervises"),
 ]
 
 
@@ -212,6 +218,45 @@ def test_best_checkpoint_follows_the_configured_metric(synthetic_kitti, tmp_path
     trainer = Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run", resume=tmp_path / "run" / "last.pt",
                       progress=False)
     assert trainer.best_value == float("inf") and last.metadata["best_metric"] == "mae_mm"
+
+
+def test_intermediate_supervision_weights_the_named_depths():
+    """(1 - sum w) * loss(final) + sum w * loss(output), over ground-truth pixels only; names are checked."""
+    gt = torch.tensor([[[[10.0, 0.0], [20.0, 40.0]]]])
+    final = torch.tensor([[[[11.0, 99.0], [20.0, 37.0]]]])    # L1 over 3 gt pixels: (1 + 0 + 3) / 3
+    coarse = torch.tensor([[[[16.0, -5.0], [14.0, 46.0]]]])   # (6 + 6 + 6) / 3
+    criterion = GroundTruthLoss("l1", intermediate={"coarse_depth": 0.25})
+    assert criterion.needs_features and not GroundTruthLoss("l1").needs_features
+    total, terms = criterion(final, gt, student_features={"coarse_depth": coarse, "E0": torch.zeros(1, 8, 2, 2)})
+    assert total.item() == pytest.approx(0.75 * 4 / 3 + 0.25 * 6)
+    assert terms["gt_l1"].item() == pytest.approx(4 / 3) and terms["coarse_depth/gt_l1"].item() == pytest.approx(6)
+    with pytest.raises(ValueError, match="no output 'coarse'.*depth-shaped outputs are coarse_depth"):
+        GroundTruthLoss("l1", intermediate={"coarse": 0.25})(final, gt, student_features={"coarse_depth": coarse})
+    with pytest.raises(ValueError, match="'E0' is .* not a depth map"):
+        GroundTruthLoss("l1", intermediate={"E0": 0.25})(final, gt, student_features={"E0": torch.zeros(1, 8, 2, 2)})
+
+
+def test_deep_supervision_trains_cdspn_coarse_depth(synthetic_kitti, tmp_path):
+    """loss.intermediate names CDSPN's own outputs; their terms are logged and the supervised coarse depth
+    approaches the ground truth on a repeated batch (the final output alone would leave it free)."""
+    epochs = 6
+    config = tiny_config(synthetic_kitti, "cdspn_x32", data={"limit_train": 1, "val_split": None},
+                         schedule={"epochs": epochs},
+                         loss={"type": "l1", "intermediate": {"coarse_depth": 0.3, "rgb_branch_depth": 0.1,
+                                                               "depth_branch_depth": 0.1}})
+    out = tmp_path / "run"
+    assert dcros(["train", "--config", str(write_yaml(tmp_path / "c.yaml", config)), "--out", str(out)]) == 0
+    rows = read_log(out)
+    for name in ("gt_l1", "coarse_depth/gt_l1", "rgb_branch_depth/gt_l1", "depth_branch_depth/gt_l1"):
+        assert all(float(row[f"train/{name}"]) > 0 for row in rows), name
+    coarse = [float(row["train/coarse_depth/gt_l1"]) for row in rows]
+    assert coarse[-1] < 0.9 * coarse[0], f"the supervised coarse depth did not improve: {coarse}"
+    total = float(rows[-1]["train_loss"])
+    parts = {name: float(rows[-1][f"train/{name}"]) for name in ("gt_l1", "coarse_depth/gt_l1",
+                                                                  "rgb_branch_depth/gt_l1", "depth_branch_depth/gt_l1")}
+    assert total == pytest.approx(0.5 * parts["gt_l1"] + 0.3 * parts["coarse_depth/gt_l1"]
+                                  + 0.1 * parts["rgb_branch_depth/gt_l1"] + 0.1 * parts["depth_branch_depth/gt_l1"],
+                                  rel=1e-4)
 
 
 class _Interrupted(Exception):

@@ -309,11 +309,18 @@ class ScheduleConfig:
 
 @dataclass
 class LossConfig:
-    """Ground-truth loss on pixels with ground truth > 0: L1 (LSPKD), L2/MSE (PENet, CDSPN) or both."""
+    """Ground-truth loss on pixels with ground truth > 0: L1 (LSPKD), L2/MSE (PENet, CDSPN) or both.
+
+    intermediate: {named depth output of the model: weight} supervised with the same loss, PENet's deep
+    supervision: total = (1 - sum of weights) * loss(final) + sum(weight * loss(output)). The names are
+    those the model returns with `return_features=True` that are depth maps (CDSPN: rgb_branch_depth,
+    depth_branch_depth, coarse_depth, refined_dilation<d>).
+    """
 
     type: str = "l1"
     l1_weight: float = 1.0
     l2_weight: float = 1.0
+    intermediate: dict = field(default_factory=dict)
 
     @classmethod
     def parse(cls, data: Any, key: str = "loss") -> "LossConfig":
@@ -326,6 +333,13 @@ class LossConfig:
             out.l1_weight = _number(data["l1_weight"], f"{key}.l1_weight", 0.0)
         if "l2_weight" in data:
             out.l2_weight = _number(data["l2_weight"], f"{key}.l2_weight", 0.0)
+        if "intermediate" in data:
+            weights = _mapping(data["intermediate"], f"{key}.intermediate")
+            out.intermediate = {name: _number(weight, f"{key}.intermediate.{name}", 0.0, 1.0, strictly_positive=True)
+                                for name, weight in weights.items()}
+            if sum(out.intermediate.values()) >= 1.0:
+                raise ConfigError(f"{key}.intermediate: the weights sum to {sum(out.intermediate.values()):g}; "
+                                  "they must sum to less than 1 (the final output keeps 1 - their sum)")
         return out
 
 
@@ -564,6 +578,9 @@ class TrainConfig:
             if stage.random_crop is not None and not self.data.augment:
                 raise ConfigError(f"stages[{index}].random_crop needs data.augment: true")
         kind = self.distillation.type
+        if kind != "none" and self.loss.intermediate:
+            raise ConfigError("loss.intermediate supervises without distillation only; remove it or "
+                              f"distillation ({kind})")
         if kind == "feature" and self.loss.type != "l1":
             raise ConfigError("loss.type must be l1 with feature distillation (the LSPKD objective supervises "
                               f"with L1 on ground truth and teacher), got {self.loss.type!r}")

@@ -37,32 +37,71 @@ def masked_mse(prediction: torch.Tensor, ground_truth: torch.Tensor) -> torch.Te
 
 
 class GroundTruthLoss(nn.Module):
-    """l1 (LSPKD), l2 = MSE (PENet, CDSPN) or l1+l2 (weighted sum) against the ground truth, masked to gt > 0."""
+    """l1 (LSPKD), l2 = MSE (PENet, CDSPN) or l1+l2 (weighted sum) against the ground truth, masked to gt > 0.
+
+    `intermediate` ({named depth output: weight}) adds PENet's deep supervision of the model's intermediate
+    depths with the same loss: (1 - sum w) * loss(final) + sum w * loss(output). CDSPN's DA-CSPN++ anchors
+    every propagation step to the coarse depth, so a coarse depth that drifts (nothing else supervises it)
+    stays in the output wherever LiDAR returns are far apart.
+    """
 
     needs_teacher = False
-    needs_features = False
 
-    def __init__(self, kind: str = "l1", l1_weight: float = 1.0, l2_weight: float = 1.0):
+    def __init__(self, kind: str = "l1", l1_weight: float = 1.0, l2_weight: float = 1.0,
+                 intermediate: dict | None = None):
         super().__init__()
         if kind not in ("l1", "l2", "l1+l2"):
             raise ValueError(f"loss type must be l1, l2 or l1+l2, got {kind!r}")
         self.kind = kind
         self.l1_weight = float(l1_weight)
         self.l2_weight = float(l2_weight)
+        self.intermediate = {str(name): float(weight) for name, weight in (intermediate or {}).items()}
+        if sum(self.intermediate.values()) >= 1.0 or any(w <= 0 for w in self.intermediate.values()):
+            raise ValueError(f"intermediate weights must be > 0 and sum to less than 1, got {self.intermediate}")
 
-    def forward(self, student_depth: torch.Tensor, ground_truth: torch.Tensor, teacher_depth=None,
-                teacher_features=None, student_features=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
-        """(loss, {"gt_l1" and/or "gt_l2": unweighted terms})."""
+    @property
+    def needs_features(self) -> bool:
+        return bool(self.intermediate)
+
+    def _supervise(self, depth: torch.Tensor, ground_truth: torch.Tensor, prefix: str = ""):
         terms = {}
         total = None
         if self.kind in ("l1", "l1+l2"):
-            terms["gt_l1"] = masked_l1(student_depth, ground_truth)
-            total = (self.l1_weight if self.kind == "l1+l2" else 1.0) * terms["gt_l1"]
+            terms[prefix + "gt_l1"] = masked_l1(depth, ground_truth)
+            total = (self.l1_weight if self.kind == "l1+l2" else 1.0) * terms[prefix + "gt_l1"]
         if self.kind in ("l2", "l1+l2"):
-            terms["gt_l2"] = masked_mse(student_depth, ground_truth)
-            weighted = (self.l2_weight if self.kind == "l1+l2" else 1.0) * terms["gt_l2"]
+            terms[prefix + "gt_l2"] = masked_mse(depth, ground_truth)
+            weighted = (self.l2_weight if self.kind == "l1+l2" else 1.0) * terms[prefix + "gt_l2"]
             total = weighted if total is None else total + weighted
+        return total, terms
+
+    def forward(self, student_depth: torch.Tensor, ground_truth: torch.Tensor, teacher_depth=None,
+                teacher_features=None, student_features=None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """(loss, {"gt_l1" and/or "gt_l2": unweighted terms, and "<output>/gt_l1" ... per intermediate output})."""
+        total, terms = self._supervise(student_depth, ground_truth)
+        if self.intermediate:
+            total = (1.0 - sum(self.intermediate.values())) * total
+            for name, weight in self.intermediate.items():
+                depth = _named_depth(student_features, name, ground_truth)
+                loss, named_terms = self._supervise(depth, ground_truth, prefix=f"{name}/")
+                total = total + weight * loss
+                terms.update(named_terms)
         return total, {name: value.detach() for name, value in terms.items()}
+
+
+def _named_depth(features, name: str, ground_truth: torch.Tensor) -> torch.Tensor:
+    """The model's intermediate depth `name`, checked to be a [B,1,H,W] map like the ground truth."""
+    if not features:
+        raise ValueError(f"loss.intermediate names {name!r}, but the model returned no named outputs")
+    if name not in features:
+        depths = sorted(k for k, v in features.items() if v.shape == ground_truth.shape)
+        raise ValueError(f"loss.intermediate: the model has no output {name!r}; its depth-shaped outputs are "
+                         f"{', '.join(depths) or 'none'}")
+    depth = features[name]
+    if depth.shape != ground_truth.shape:
+        raise ValueError(f"loss.intermediate: {name!r} is {tuple(depth.shape)}, not a depth map like the "
+                         f"ground truth {tuple(ground_truth.shape)}")
+    return depth
 
 
 class FeatureDistillationCriterion(nn.Module):
@@ -128,7 +167,7 @@ def build_criterion(loss: LossConfig, distillation: DistillationConfig, student:
                     teacher: nn.Module | None = None) -> nn.Module:
     """The criterion a configuration asks for. Feature distillation needs both models (to size adapters)."""
     if distillation.type == "none":
-        return GroundTruthLoss(loss.type, loss.l1_weight, loss.l2_weight)
+        return GroundTruthLoss(loss.type, loss.l1_weight, loss.l2_weight, loss.intermediate)
     if distillation.type == "feature":
         if student is None or teacher is None:
             raise ValueError("feature distillation needs the student and the teacher to build its adapters")
