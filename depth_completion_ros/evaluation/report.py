@@ -67,9 +67,10 @@ def latency_percentiles(values_ms) -> dict:
             "max": float(values.max())}
 
 
-def write_frames_csv(path: Path, rows: list[dict]) -> None:
+def write_frames_csv(path: Path, rows: list[dict], columns=FRAME_COLUMNS) -> None:
+    """frames.csv with the given columns (floats to 4 decimals, None as an empty cell)."""
     with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=FRAME_COLUMNS, extrasaction="ignore")
+        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
         writer.writeheader()
         for row in rows:
             writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
@@ -160,14 +161,14 @@ def summarize_latency(rows: list[dict]) -> dict:
             for stage in ("conversion", "projection", "inference", "postprocess", "total")}
 
 
-def write_report(out_dir: Path, summary: dict, rows: list[dict]) -> dict:
-    """metrics.json (the summary as given), frames.csv, the plots (the latency plot only when the rows
-    were timed) and report.html. Returns the paths written."""
+def write_report(out_dir: Path, summary: dict, rows: list[dict], frame_columns=FRAME_COLUMNS) -> dict:
+    """metrics.json (the summary as given), frames.csv (`frame_columns`), the plots (the latency plot only
+    when the rows were timed) and report.html. Returns the paths written."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"metrics": out_dir / "metrics.json", "frames": out_dir / "frames.csv"}
     paths["metrics"].write_text(json.dumps(summary, indent=2, default=_json_default) + "\n")
-    write_frames_csv(paths["frames"], rows)
+    write_frames_csv(paths["frames"], rows, frame_columns)
     if rows:
         paths["error_by_distance"] = out_dir / "error_by_distance.png"
         plot_error_by_distance(paths["error_by_distance"], summary["error_by_distance"])

@@ -7,7 +7,6 @@ mean, pooled and per-band figures, and its Pearson and Spearman correlation with
 frames) and self_check_vs_gt.png, a scatter plot of the two per frame."""
 from __future__ import annotations
 
-import csv
 import math
 import time
 from pathlib import Path
@@ -126,9 +125,7 @@ class FrameScorer:
                 self.out_dir.mkdir(parents=True, exist_ok=True)
                 plot_self_check(self.out_dir / SELF_CHECK_PLOT, scored, summary["self_check"])
                 summary["self_check"]["plot"] = str(self.out_dir / SELF_CHECK_PLOT)
-        write_report(self.out_dir, summary, self.rows)
-        if checked:  # report.py writes its fixed columns; the self-check ones are added here
-            write_frames_csv(self.out_dir / "frames.csv", self.rows, FRAME_COLUMNS + SELF_CHECK_COLUMNS)
+        write_report(self.out_dir, summary, self.rows, FRAME_COLUMNS + SELF_CHECK_COLUMNS if checked else FRAME_COLUMNS)
         return summary
 
 
@@ -216,15 +213,6 @@ def plot_self_check(path: Path, rows: list[dict], summary: dict) -> None:
     fig.tight_layout()
     fig.savefig(path, dpi=100)
     plt.close(fig)
-
-
-def write_frames_csv(path: Path, rows: list[dict], columns) -> None:
-    """frames.csv with the given columns (floats to 4 decimals, None as an empty cell)."""
-    with open(path, "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=columns, extrasaction="ignore")
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: (f"{v:.4f}" if isinstance(v, float) else v) for k, v in row.items()})
 
 
 def panel_indices(expected_frames: int, panels: int) -> set[int]:
