@@ -18,16 +18,22 @@ def describe_machine() -> dict:
                 break
     except OSError:
         pass
-    info = {"cpu": cpu, "cores_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-            else os.cpu_count(), "python": platform.python_version(), "platform": platform.platform()}
-    try:
-        import numpy
-        import torch
+    from depth_completion_ros.inference import available_cores
 
-        info.update(numpy=numpy.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
-                    cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
+    info = {"cpu": cpu, "cores_available": available_cores(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), "platform": platform.platform()}
+    import numpy
+    import torch
+
+    info.update(numpy=numpy.__version__, torch=torch.__version__, torch_threads=torch.get_num_threads(),
+                cuda=torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+                cuda_version=torch.version.cuda)
+    try:
+        import onnxruntime
+
+        info.update(onnxruntime=onnxruntime.__version__, onnxruntime_providers=onnxruntime.get_available_providers())
     except ImportError:
-        pass
+        info["onnxruntime"] = None
     return info
 
 

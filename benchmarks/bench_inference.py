@@ -18,7 +18,6 @@ import argparse
 import json
 import logging
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -30,39 +29,10 @@ import torch
 from depth_completion_ros.inference import CACHE_EXPORT_SIZE, Engine, available_cores, export_onnx
 from depth_completion_ros.models import list_models
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_machine  # noqa: E402
+
 LOGGER = logging.getLogger("bench_inference")
-
-
-def describe_machine() -> dict:
-    """CPU model, core counts, library versions and GPU name, for the report."""
-    cpu_model = platform.processor() or "unknown"
-    try:
-        with open("/proc/cpuinfo", encoding="utf-8") as stream:
-            for line in stream:
-                if line.startswith("model name"):
-                    cpu_model = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
-    machine = {
-        "cpu_model": cpu_model,
-        "cpu_count": os.cpu_count(),
-        "available_cores": available_cores(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "torch_threads": torch.get_num_threads(),
-        "cuda_available": torch.cuda.is_available(),
-        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
-        "cuda_version": torch.version.cuda,
-    }
-    try:
-        import onnxruntime
-
-        machine["onnxruntime"] = onnxruntime.__version__
-        machine["onnxruntime_providers"] = onnxruntime.get_available_providers()
-    except ImportError:
-        machine["onnxruntime"] = None
-    return machine
 
 
 def kitti_like_frame(height: int, width: int, density: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -189,9 +159,9 @@ def main(argv: list[str] | None = None) -> int:
 
     machine = describe_machine()
     machine["threads"] = args.threads or available_cores()
-    print(f"CPU: {machine['cpu_model']} ({machine['available_cores']} of {machine['cpu_count']} cores available, "
+    print(f"CPU: {machine['cpu']} ({machine['cores_available']} of {machine['cpu_count']} cores available, "
           f"{machine['threads']} threads per runtime); torch {machine['torch']}; "
-          f"onnxruntime {machine['onnxruntime']}; GPU: {machine['gpu'] or 'none'}")
+          f"onnxruntime {machine['onnxruntime']}; GPU: {machine['cuda'] or 'none'}")
     print(f"input {args.width}x{args.height}, batch 1, {args.density:.0%} of pixels with depth; "
           f"{args.warmup} warm-up + {args.runs} timed runs; numpy in -> numpy out")
     print(f"{'model':<20} {'back':<6} {'device':<7} {'prec':<5} {'params':>8} {'median ms':>10} "
