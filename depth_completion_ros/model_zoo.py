@@ -43,6 +43,18 @@ def default_checkpoint_path() -> Path:
     return shipped[DEFAULT_MODEL]
 
 
+def checkpoint_of(model: str, shipped: dict[str, Path] | None = None) -> Path | None:
+    """The checkpoint file `model` names ("default", a shipped model's name or a .pt path), else None."""
+    shipped = shipped_checkpoints() if shipped is None else shipped
+    if model in ("", "default"):
+        return default_checkpoint_path()
+    if model in shipped:
+        return shipped[model]
+    if Path(model).suffix in (".pt", ".pth") or Path(model).is_file():
+        return Path(model)
+    return None
+
+
 def resolve_engine(model: str = "default", device: str = "auto", precision: str = "auto", backend: str = "auto",
                    onnx_path: str | None = None, threads: int | None = 0):
     """An `inference.Engine` for "default", a shipped model name, a checkpoint path or a registered name.
@@ -59,13 +71,8 @@ def resolve_engine(model: str = "default", device: str = "auto", precision: str 
         from .baselines import BaselineEngine
 
         return BaselineEngine(model.split(":", 1)[1])
-    if model in ("", "default"):
-        path = default_checkpoint_path()
-    elif model in shipped:
-        path = shipped[model]
-    elif Path(model).suffix in (".pt", ".pth") or Path(model).is_file():
-        path = Path(model)
-    elif model in list_models():
+    path = checkpoint_of(model, shipped)
+    if path is None and model in list_models():
         LOGGER.warning("model %r is an untrained architecture (random weights): its depth is meaningless; "
                        "use it for timing only", model)
         reason = "requested"
@@ -73,7 +80,7 @@ def resolve_engine(model: str = "default", device: str = "auto", precision: str 
             reason = "an untrained registered architecture runs on PyTorch (no checkpoint to export)"
             LOGGER.info("backend auto: torch (%s)", reason)
         return Engine.from_name(model, device=device, precision=precision, threads=threads, backend_reason=reason)
-    else:
+    if path is None:
         raise ValueError(f"unknown model {model!r}: not a checkpoint file, shipped model "
                          f"({', '.join(sorted(shipped)) or 'none installed'}), registered architecture "
                          f"({', '.join(list_models())}) or baseline (baseline:nearest, baseline:morphological)")
