@@ -620,6 +620,8 @@ class TrainConfig:
         out = plain(self)
         if not self.stages:
             out.pop("stages")
+        if not self.loss.intermediate:  # absent as in configs written before it existed (resume compares them)
+            out["loss"].pop("intermediate")
         kind = self.distillation.type
         foreign = {"none": DistillationConfig.FEATURE_KEYS + DistillationConfig.BLACKBOX_KEYS + ("teacher",),
                    "feature": DistillationConfig.BLACKBOX_KEYS, "blackbox": DistillationConfig.FEATURE_KEYS}[kind]
