@@ -242,8 +242,8 @@ def test_deep_supervision_trains_cdspn_coarse_depth(synthetic_kitti, tmp_path):
     epochs = 6
     config = tiny_config(synthetic_kitti, "cdspn_x32", data={"limit_train": 1, "val_split": None},
                          schedule={"epochs": epochs},
-                         loss={"type": "l1", "intermediate": {"coarse_depth": 0.3, "rgb_branch_depth": 0.1,
-                                                               "depth_branch_depth": 0.1}})
+                         loss={"type": "l1", "intermediate": {
+                             "coarse_depth": 0.3, "rgb_branch_depth": 0.1, "depth_branch_depth": 0.1}})
     out = tmp_path / "run"
     assert dcros(["train", "--config", str(write_yaml(tmp_path / "c.yaml", config)), "--out", str(out)]) == 0
     rows = read_log(out)
@@ -252,8 +252,8 @@ def test_deep_supervision_trains_cdspn_coarse_depth(synthetic_kitti, tmp_path):
     coarse = [float(row["train/coarse_depth/gt_l1"]) for row in rows]
     assert coarse[-1] < 0.9 * coarse[0], f"the supervised coarse depth did not improve: {coarse}"
     total = float(rows[-1]["train_loss"])
-    parts = {name: float(rows[-1][f"train/{name}"]) for name in ("gt_l1", "coarse_depth/gt_l1",
-                                                                  "rgb_branch_depth/gt_l1", "depth_branch_depth/gt_l1")}
+    names = ("gt_l1", "coarse_depth/gt_l1", "rgb_branch_depth/gt_l1", "depth_branch_depth/gt_l1")
+    parts = {name: float(rows[-1][f"train/{name}"]) for name in names}
     assert total == pytest.approx(0.5 * parts["gt_l1"] + 0.3 * parts["coarse_depth/gt_l1"]
                                   + 0.1 * parts["rgb_branch_depth/gt_l1"] + 0.1 * parts["depth_branch_depth/gt_l1"],
                                   rel=1e-4)
