@@ -84,14 +84,16 @@ def intermediate_depths(model: str, outputs: list[str]):
         return None
     import torch
 
+    from depth_completion_ros.inference import _check_numpy_inputs
     from depth_completion_ros.models.checkpoint import load_model
 
     network = load_model(path)[0].eval()
 
     def run(rgb: np.ndarray, sparse: np.ndarray) -> dict[str, np.ndarray]:
-        image = torch.from_numpy(rgb).float().div(255.0).permute(2, 0, 1)[None]
+        # The engine's own numpy -> batch conversion and checks (uint8 scaling, NaN returns as none).
+        rgb_batch, sparse_batch = _check_numpy_inputs(rgb, sparse)
         with torch.no_grad():
-            _, features = network(image, torch.from_numpy(sparse).float()[None, None], return_features=True)
+            _, features = network(torch.from_numpy(rgb_batch), torch.from_numpy(sparse_batch), return_features=True)
         missing = [name for name in outputs if name not in features]
         if missing:
             raise ValueError(f"{model} has no output {', '.join(missing)}; it has {', '.join(sorted(features))}")
