@@ -14,8 +14,10 @@ Choices made here, so callers need not repeat them:
 - precision "auto" is fp16 autocast on CUDA and fp32 on the CPU. "fp16" on the CPU falls back to fp32
   with a warning: half-precision convolutions on the CPU are slow or unsupported, and bf16 would change
   the numbers without a reliable speed-up on CPUs without bf16 units. The output is float32 always.
-- the ONNX backend runs the fp32 graph (precision "fp16" falls back to fp32 with a warning). Without an
-  explicit `onnx_path`, `Engine.from_checkpoint(..., backend="onnx")` exports the checkpoint once to a
+- the ONNX backend runs the fp32 graph (precision "fp16" falls back to fp32 with a warning), or an int8
+  graph given as `onnx_path` (`dcros export --int8`, `quantization.py`; `engine.precision` is then
+  "int8"). Without an explicit `onnx_path`, `Engine.from_checkpoint(..., backend="onnx")` exports the
+  checkpoint once to a
   cache file keyed by the checkpoint's content hash (see `onnx_cache_path`) and reuses it afterwards.
 - backend "auto" (`choose_backend`) runs PyTorch on CUDA, and on the CPU ONNX Runtime for the
   architectures measured faster with it (`ONNX_FASTER_ON_CPU`) when onnxruntime and onnx are installed;
@@ -119,6 +121,10 @@ def resolve_precision(requested: str, device: torch.device, backend: str = "torc
         if requested == "fp16":
             LOGGER.warning("the ONNX backend runs the fp32 graph; precision 'fp16' falls back to fp32")
         return "fp32"
+    if backend == "onnx-int8":  # the graph's own precision (`quantization.quantize_onnx`) decides
+        if requested == "fp16":
+            LOGGER.warning("the ONNX graph is int8; precision 'fp16' does not apply")
+        return "int8"
     if requested == "auto":
         return "fp16" if device.type == "cuda" else "fp32"
     if requested == "fp16" and device.type != "cuda":
@@ -380,17 +386,29 @@ def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_
                           "a size-dependent branch was probably frozen by tracing")
 
 
-def read_onnx_architecture(onnx_path: str | Path) -> tuple[str | None, dict]:
-    """(architecture name, kwargs) stored by `export_onnx` in an ONNX file; (None, {}) for other files."""
+def read_onnx_metadata(onnx_path: str | Path) -> dict:
+    """The metadata properties ({key: value}) of an ONNX file."""
     import onnx
 
     onnx_path = Path(onnx_path)
     if not onnx_path.is_file():
         raise FileNotFoundError(f"ONNX file not found: {onnx_path}")
     graph = onnx.load(str(onnx_path), load_external_data=False)
-    meta = {entry.key: entry.value for entry in graph.metadata_props}
+    return {entry.key: entry.value for entry in graph.metadata_props}
+
+
+def read_onnx_architecture(onnx_path: str | Path) -> tuple[str | None, dict]:
+    """(architecture name, kwargs) stored by `export_onnx` in an ONNX file; (None, {}) for other files."""
+    meta = read_onnx_metadata(onnx_path)
     kwargs = json.loads(meta[_ONNX_META_KWARGS]) if _ONNX_META_KWARGS in meta else {}
     return meta.get(_ONNX_META_ARCHITECTURE), kwargs
+
+
+def _onnx_precision_backend(onnx_path: str | Path) -> str:
+    """"onnx-int8" for a graph `quantization.quantize_onnx` wrote, else "onnx" (for `resolve_precision`)."""
+    from .quantization import META_PRECISION
+
+    return "onnx-int8" if read_onnx_metadata(onnx_path).get(META_PRECISION) == "int8" else "onnx"
 
 
 def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
@@ -557,8 +575,9 @@ class Engine:
             raise ValueError(f"{onnx_path} holds {stored_architecture!r} but checkpoint {path} is "
                              f"{checkpoint.architecture!r}")
         return cls(model=None, session=_onnx_session(onnx_path, torch_device, threads=threads), device=torch_device,
-                   precision=resolve_precision(precision, torch_device, "onnx"), backend="onnx",
-                   architecture=checkpoint.architecture, kwargs=checkpoint.kwargs, metadata=checkpoint.metadata,
+                   precision=resolve_precision(precision, torch_device, _onnx_precision_backend(onnx_path)),
+                   backend="onnx", architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
+                   metadata=checkpoint.metadata,
                    onnx_path=onnx_path, threads=threads, backend_reason=reason)
 
     @classmethod
@@ -570,7 +589,8 @@ class Engine:
         torch_device = resolve_device(device)
         threads = resolve_threads(threads)
         return cls(model=None, session=_onnx_session(onnx_path, torch_device, threads=threads), device=torch_device,
-                   precision="fp32", backend="onnx", architecture=architecture or onnx_path.stem,
+                   precision=resolve_precision("auto", torch_device, _onnx_precision_backend(onnx_path)),
+                   backend="onnx", architecture=architecture or onnx_path.stem,
                    kwargs=kwargs, metadata={}, onnx_path=onnx_path, threads=threads)
 
     # ----- properties

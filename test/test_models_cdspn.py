@@ -315,10 +315,12 @@ class DepthOnly(nn.Module):
 
 @pytest.mark.filterwarnings("ignore::DeprecationWarning", "ignore:Constant folding:UserWarning")
 @pytest.mark.filterwarnings("error::torch.jit.TracerWarning")
-def test_onnx_export_with_dynamic_size_matches_torch(tmp_path):
-    """Traced at a multiple of 16, the graph must still pad and crop correctly at other sizes."""
+@pytest.mark.parametrize("prior", [None, "morphological"])
+def test_onnx_export_with_dynamic_size_matches_torch(tmp_path, prior):
+    """Traced at a multiple of 16, the graph must still pad and crop correctly at other sizes (and compute
+    the in-network prior, if any, as PyTorch does)."""
     ort = pytest.importorskip("onnxruntime")
-    model = CDSPN(width=8, iterations=1).eval()
+    model = CDSPN(width=8, iterations=1, prior=prior).eval()
     path = tmp_path / "cdspn.onnx"
     axes = {0: "batch", 2: "height", 3: "width"}
     with torch.no_grad():

@@ -113,6 +113,8 @@ BAD_CONFIGS = [
     (lambda c: c["loss"].update(intermediate={"coarse_depth": 0}), "loss.intermediate.coarse_depth must be > 0"),
     (lambda c: c.update(loss={"type": "l2", "intermediate": {"coarse_depth": 0.2}},
                         distillation={"type": "blackbox", "teacher": "t.pt"}), "loss.intermediate supervises"),
+    (lambda c: c["model"].update(new_layers=["prior_confidence"]), "model.new_layers needs model.init"),
+    (lambda c: c["model"].update(init="a.pt", new_layers="prior_confidence"), "model.new_layers must be a list"),
 ]
 
 
@@ -430,3 +432,30 @@ def test_init_from_checkpoint_and_its_errors(synthetic_kitti, tmp_path):
     wrong["model"]["kwargs"]["width"] = 16
     with pytest.raises(ValueError, match="model.init"):
         Trainer(TrainConfig.from_dict(wrong), out_dir=tmp_path / "run2")
+
+
+def test_init_with_new_layers_takes_every_other_weight_from_the_checkpoint(synthetic_kitti, tmp_path):
+    """A CDSPN with the in-network prior starts from a plain CDSPN's checkpoint; only the named new module
+    keeps its own initialisation, and a missing weight that is not named is still an error."""
+    source = build_model("cdspn_x32", **TINY_KWARGS["cdspn_x32"])
+    path = save_checkpoint(tmp_path / "plain.pt", source)
+    config = tiny_config(synthetic_kitti, "cdspn_x32", loss={"type": "l1"})
+    config["model"]["kwargs"]["prior"] = "morphological"
+    config["model"]["init"] = str(path)
+    # Not named: missing weights are an error, which says how to name them.
+    with pytest.raises(ValueError, match="(?s)model.init.*prior_confidence.*model.new_layers"):
+        Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "strict")
+    config["model"]["new_layers"] = ["prior_confidence"]
+    trainer = Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run")
+    state = trainer.model.state_dict()
+    assert all(torch.equal(state[k], v) for k, v in source.state_dict().items())
+    assert state["prior_confidence.bias"].item() == pytest.approx(3.0)  # its own initialisation
+    config["model"]["new_layers"] = ["prior_head"]
+    with pytest.raises(ValueError, match="model.new_layers: .* has no module prior_head"):
+        Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run2")
+    config["model"]["kwargs"].pop("prior")  # nothing new to start: the plain checkpoint fits, but the name does not
+    config["model"]["new_layers"] = ["prior_confidence"]
+    with pytest.raises(ValueError, match="has no module prior_confidence"):
+        Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run3")
+    # The key is written only when set, so configs saved before it existed compare equal on resume.
+    assert "new_layers" not in TrainConfig.from_dict(tiny_config(synthetic_kitti, "cdspn_x32")).to_dict()["model"]

@@ -17,7 +17,21 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="fix height and width to the example size (batch stays dynamic)")
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
     parser.add_argument("--tolerance", type=float, default=1e-3,
-                        help="fail (exit 1) when max |onnx - torch| exceeds this many metres (default: 1e-3)")
+                        help="fail (exit 1) when max |onnx - torch| exceeds this many metres (default: 1e-3; "
+                             "not with --int8, whose graph differs by design)")
+    int8 = parser.add_argument_group("int8 (ONNX Runtime static quantization; see benchmarks/bench_int8.py "
+                                     "for what it costs in accuracy before shipping one)")
+    int8.add_argument("--int8", action="store_true",
+                      help="write an int8 (QDQ) graph calibrated on --calibration instead of the fp32 one")
+    int8.add_argument("--calibration", type=Path,
+                      help="KITTI-layout data set whose frames calibrate the activation ranges (e.g. data/synth)")
+    int8.add_argument("--calibration-split", default="train", help="its split (default: train)")
+    int8.add_argument("--calibration-frames", type=int, default=8,
+                      help="frames, spread evenly through the split, cut to their --height x --width bottom "
+                           "crop (default: 8)")
+    int8.add_argument("--int8-nodes", default=None,
+                      help="regular expression of the Conv node names to quantize (default: the measured "
+                           "choice for the architecture, quantization.INT8_NODES)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -26,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.height < 1 or args.width < 1:
         raise ValueError(f"--height and --width must be positive, got {args.height}x{args.width}")
+    if args.int8 and args.calibration is None:
+        raise ValueError("--int8 needs --calibration (a KITTI-layout data set, e.g. data/synth)")
+    if not args.int8 and (args.calibration is not None or args.int8_nodes is not None):
+        raise ValueError("--calibration and --int8-nodes apply to --int8 only")
     model, checkpoint = load_model(args.checkpoint)
+    if args.int8:
+        return _export_int8(args, model)
     written = export_onnx(model, args.onnx, opset=args.opset, dynamic_hw=not args.static_hw,
                           example_size=(args.height, args.width))
     size_mb = written.stat().st_size / 1e6
@@ -41,5 +61,38 @@ def run(args: argparse.Namespace) -> int:
     print(f"max |onnx - torch| on one random {height}x{width} input (fp32, CPU): {difference:.3g} m")
     if not difference <= args.tolerance:  # also catches NaN
         print(f"the ONNX graph differs from PyTorch by more than {args.tolerance:g} m")
+        return 1
+    return 0
+
+
+def _export_int8(args: argparse.Namespace, model) -> int:
+    import tempfile
+
+    import numpy as np
+    import torch
+
+    from depth_completion_ros.inference import Engine, export_onnx
+    from depth_completion_ros.quantization import CalibrationFrames, quantize_onnx
+
+    calibration = CalibrationFrames(args.calibration, args.calibration_split, args.calibration_frames,
+                                    crop=(args.height, args.width))
+    with tempfile.TemporaryDirectory(prefix="dcros-export-") as work:
+        fp32 = export_onnx(model, Path(work) / "fp32.onnx", opset=args.opset, dynamic_hw=not args.static_hw,
+                           example_size=(args.height, args.width), check=not args.no_check)
+        written, nodes = quantize_onnx(fp32, args.onnx, calibration, args.int8_nodes)
+        size_mb = written.stat().st_size / 1e6
+        print(f"wrote {written} ({size_mb:.1f} MB): int8 QDQ, {len(nodes)} convolutions quantized, calibrated on "
+              f"{calibration.description}")
+        if args.no_check:
+            return 0
+        # One calibration frame through both graphs: how far int8 moves the depth (by design not zero).
+        calibration.rewind()
+        rgb, sparse = (torch.from_numpy(array) for array in calibration.get_next().values())
+        depths = [Engine.from_onnx(path, device="cpu", threads=0).predict(rgb, sparse).numpy()
+                  for path in (fp32, written)]
+    difference = np.abs(depths[1] - depths[0])
+    print(f"|int8 - fp32| on one calibration frame: mean {difference.mean():.3g} m, largest {difference.max():.3g} m")
+    if not np.isfinite(depths[1]).all():
+        print("the int8 graph returns non-finite depth")
         return 1
     return 0

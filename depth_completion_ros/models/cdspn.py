@@ -63,6 +63,7 @@ from torch import nn
 
 from .blocks import SeparableConvBlock
 from .dacspn import DACSPN
+from .prior import morphological_prior
 from .registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -70,6 +71,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 BASE_WIDTH = 32
 STRIDE_MULTIPLE = 16  # four stride-2 layers in the colour encoder
 DEFAULT_DEPTH_SCALE = 80.0  # metres; KITTI depths lie within it
+PRIORS = ("morphological",)
+# Initial logit of the prior in the eq. 3.1 softmax. The branches' confidence logits of a trained
+# backbone lie around 0.5-1, so 3 starts the fusion at about 80 % prior, with gradient left to move it.
+PRIOR_CONFIDENCE_INIT = 3.0
+NO_PRIOR_LOGIT = -1.0e4  # where the prior has no value; finite so that fp16 and softmax stay defined
 
 # (name, kernel, stride, in channels, out channels, decoder (up-sample first)) at width 32, Table 3.2 order.
 # The in channels are the table's; the network derives its own from LAYER_INPUTS (a test checks they agree).
@@ -164,10 +170,18 @@ class CDSPN(nn.Module):
     depth_scale: metres per network depth unit (sparse input is divided by it, depth heads multiplied).
     channels: {layer name: out channels} overriding single layers (e.g. the proposal of the random layer
         pruning test); layers added together (TIED_LAYERS) must agree, prediction heads stay at 2.
+    prior: None (the thesis' network) or "morphological": a classical fill of the sparse input
+        (`prior.morphological_prior`, computed inside the network) joins eq. 3.1's fusion as a third
+        candidate depth, with a confidence predicted from the depth branch's last features
+        (`prior_confidence`, a point-wise convolution). DA-CSPN++ anchors every propagation step to the
+        fused coarse depth, so an anchor that already keeps the interpolation between returns is what
+        the refinement then corrects (cf. DenseLiDAR, Gu et al., RA-L 2021, which refines a
+        morphologically filled pseudo-depth).
     """
 
     def __init__(self, width: int = 32, iterations: int = 6, dilations=(2, 1), kernel_sizes=(3, 5, 7),
-                 depth_scale: float = DEFAULT_DEPTH_SCALE, channels: dict | None = None):
+                 depth_scale: float = DEFAULT_DEPTH_SCALE, channels: dict | None = None,
+                 prior: str | None = None):
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, got {width!r}")
@@ -175,8 +189,11 @@ class CDSPN(nn.Module):
             raise ValueError(f"depth_scale must be a positive number of metres, got {depth_scale!r}")
         if channels is not None and not isinstance(channels, dict):
             raise ValueError(f"channels must be a mapping of layer name to channel count, got {channels!r}")
+        if prior is not None and prior not in PRIORS:
+            raise ValueError(f"prior must be None or one of {', '.join(PRIORS)}, got {prior!r}")
         self.width = width
         self.depth_scale = float(depth_scale)
+        self.prior = prior
         sizes = layer_channels(width, channels)
         for name, kernel, stride, _, _, decoder in COLOR_LAYERS + DEPTH_LAYERS:
             c_in, c_out = sizes[name]
@@ -191,6 +208,10 @@ class CDSPN(nn.Module):
                             for scale, layers in GUIDANCE_INPUTS.items()}
         self.refinement = DACSPN(feature_channels, kernel_sizes=kernel_sizes, dilations=dilations,
                                  iterations=iterations)
+        if prior is not None:
+            self.prior_confidence = nn.Conv2d(sizes["depth_d3"][1], 1, kernel_size=1)
+            nn.init.zeros_(self.prior_confidence.weight)
+            nn.init.constant_(self.prior_confidence.bias, PRIOR_CONFIDENCE_INIT)
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
@@ -224,7 +245,8 @@ class CDSPN(nn.Module):
         `return_features=True` returns (depth, features): every Table 3.2 layer output by its name (on the
         grid padded to a multiple of 16, at the layer's resolution), the branch predictions
         "rgb_branch_depth", "rgb_branch_confidence", "depth_branch_depth", "depth_branch_confidence",
-        the fusion weights "fusion_weights" [B,2,H,W], "coarse_depth", and per refinement stage
+        the fusion weights "fusion_weights" [B,2,H,W] ([B,3,H,W] with a prior: colour, depth, prior),
+        with a prior "prior_depth" and its logit "prior_confidence", "coarse_depth", and per refinement stage
         "refined_dilation<d>" (all [.., H, W], depths in metres).
         """
         _check_inputs(rgb, sparse)
@@ -281,9 +303,17 @@ class CDSPN(nn.Module):
         depth_depth = F.softplus(f["depth_d4"][:, 0:1])
         depth_confidence = f["depth_d4"][:, 1:2]
 
-        # Eq. 3.1: softmax over the two confidences weighs the two depths.
-        fusion_weights = torch.softmax(torch.cat([rgb_confidence, depth_confidence], 1), dim=1)
-        coarse = (fusion_weights[:, 0:1] * rgb_depth + fusion_weights[:, 1:2] * depth_depth) * self.depth_scale
+        # Eq. 3.1: softmax over the two confidences weighs the two depths (and the prior, if any).
+        if self.prior is None:
+            fusion_weights = torch.softmax(torch.cat([rgb_confidence, depth_confidence], 1), dim=1)
+            coarse = (fusion_weights[:, 0:1] * rgb_depth + fusion_weights[:, 1:2] * depth_depth) * self.depth_scale
+        else:
+            prior_depth = morphological_prior(sparse)
+            prior_logit = self.prior_confidence(f["depth_d3"])
+            prior_logit = torch.where(prior_depth > 0, prior_logit, torch.full_like(prior_logit, NO_PRIOR_LOGIT))
+            fusion_weights = torch.softmax(torch.cat([rgb_confidence, depth_confidence, prior_logit], 1), dim=1)
+            coarse = ((fusion_weights[:, 0:1] * rgb_depth + fusion_weights[:, 1:2] * depth_depth) * self.depth_scale
+                      + fusion_weights[:, 2:3] * prior_depth)
 
         stages = []
         if refine:
@@ -306,6 +336,9 @@ class CDSPN(nn.Module):
         f["depth_branch_depth"] = crop(depth_depth * self.depth_scale)
         f["depth_branch_confidence"] = crop(depth_confidence)
         f["fusion_weights"] = crop(fusion_weights)
+        if self.prior is not None:
+            f["prior_depth"] = crop(prior_depth)
+            f["prior_confidence"] = crop(prior_logit)
         f["coarse_depth"] = crop(coarse)
         for dilation, stage in zip(self.refinement.dilations, stages):
             f[f"refined_dilation{dilation}"] = crop(stage)

@@ -3,7 +3,8 @@
 A configuration is a YAML mapping with these sections (every key optional unless marked):
 
     model:        name (required, a registered model), kwargs (mapping passed to build_model),
-                  init (checkpoint whose weights initialise the model)
+                  init (checkpoint whose weights initialise the model), new_layers (modules that init
+                  does not hold and that keep their own initialisation)
     data:         root, train_split, val_split (null: no validation), cameras, crop [h, w] | null,
                   random_crop [h, w] | null, augment, jitter, batch_size (per process), val_batch_size,
                   workers, limit_train, limit_val (frame counts for quick runs, evenly spaced)
@@ -144,11 +145,14 @@ def _join(prefix: str, name: str) -> str:
 class ModelConfig:
     """The network: a registered model name, the keyword arguments of its factory, and optionally `init`,
     a checkpoint of the same architecture whose weights start the run (e.g. distillation as a booster
-    stage after the base model converged)."""
+    stage after the base model converged). `new_layers` names modules (e.g. `prior_confidence`) that the
+    kwargs add to the architecture of `init`: their weights may be missing from it and start from the
+    model's own initialisation; every other weight must still be in `init`, with its shape."""
 
     name: str = ""
     kwargs: dict = field(default_factory=dict)
     init: str | None = None
+    new_layers: list = field(default_factory=list)
 
     @classmethod
     def parse(cls, data: Any, key: str = "model") -> "ModelConfig":
@@ -162,8 +166,14 @@ class ModelConfig:
         if name not in list_models():
             raise ConfigError(f"{key}.name {name!r} is not a registered model; choose from "
                               f"{', '.join(list_models())}")
-        return cls(name=name, kwargs=_mapping(data.get("kwargs"), f"{key}.kwargs"),
-                   init=_optional_string(data.get("init"), f"{key}.init"))
+        new_layers = data.get("new_layers", [])
+        if not isinstance(new_layers, list) or not all(isinstance(n, str) and n for n in new_layers):
+            raise ConfigError(f"{key}.new_layers must be a list of module names, got {new_layers!r}")
+        init = _optional_string(data.get("init"), f"{key}.init")
+        if new_layers and init is None:
+            raise ConfigError(f"{key}.new_layers needs {key}.init (the checkpoint that lacks them)")
+        return cls(name=name, kwargs=_mapping(data.get("kwargs"), f"{key}.kwargs"), init=init,
+                   new_layers=list(new_layers))
 
 
 @dataclass
@@ -620,8 +630,11 @@ class TrainConfig:
         out = plain(self)
         if not self.stages:
             out.pop("stages")
-        if not self.loss.intermediate:  # absent as in configs written before it existed (resume compares them)
+        # Absent as in configs written before they existed (resume compares them).
+        if not self.loss.intermediate:
             out["loss"].pop("intermediate")
+        if not self.model.new_layers:
+            out["model"].pop("new_layers")
         kind = self.distillation.type
         foreign = {"none": DistillationConfig.FEATURE_KEYS + DistillationConfig.BLACKBOX_KEYS + ("teacher",),
                    "feature": DistillationConfig.BLACKBOX_KEYS, "blackbox": DistillationConfig.FEATURE_KEYS}[kind]

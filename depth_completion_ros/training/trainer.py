@@ -249,11 +249,27 @@ class Trainer:
         checkpoint = load_checkpoint(path)
         if checkpoint.architecture != self.config.model.name:
             raise ValueError(f"model.init: {path} holds a {checkpoint.architecture}, not a {self.config.model.name}")
+        new_layers = self.config.model.new_layers
+        modules = dict(self.model.named_modules())
+        unknown = [name for name in new_layers if not name or name not in modules]
+        if unknown:
+            raise ValueError(f"model.new_layers: {self.config.model.name} {self.config.model.kwargs} has no "
+                             f"module {', '.join(unknown)}")
         try:
-            self.model.load_state_dict(checkpoint.state_dict, strict=True)
+            result = self.model.load_state_dict(checkpoint.state_dict, strict=not new_layers)
         except RuntimeError as error:
+            hint = "" if new_layers else (" (modules that model.kwargs adds and the checkpoint lacks can start "
+                                          "from their own initialisation: name them in model.new_layers)")
             raise ValueError(f"model.init: the weights of {path} do not fit {self.config.model.name} "
-                             f"{self.config.model.kwargs}: {error}") from None
+                             f"{self.config.model.kwargs}: {error}{hint}") from None
+        if new_layers:  # only the named modules may be missing; nothing may be left over
+            missing = [key for key in result.missing_keys
+                       if not any(key == n or key.startswith(n + ".") for n in new_layers)]
+            if missing or result.unexpected_keys:
+                raise ValueError(f"model.init: the weights of {path} do not fit {self.config.model.name} "
+                                 f"{self.config.model.kwargs} with new_layers {new_layers}: missing "
+                                 f"{missing or 'none'}, unexpected {result.unexpected_keys or 'none'}")
+            LOGGER.info("model.init: %s start from their own initialisation (not in %s)", ", ".join(new_layers), path)
 
     def _build_teacher(self):
         distillation = self.config.distillation
