@@ -17,8 +17,8 @@ Choices made here, so callers need not repeat them:
 - the ONNX backend runs the fp32 graph (precision "fp16" falls back to fp32 with a warning), or an int8
   graph given as `onnx_path` (`dcros export --int8`, `quantization.py`; `engine.precision` is then
   "int8"). Without an explicit `onnx_path`, `Engine.from_checkpoint(..., backend="onnx")` exports the
-  checkpoint once to a
-  cache file keyed by the checkpoint's content hash (see `onnx_cache_path`) and reuses it afterwards.
+  checkpoint once to a cache file keyed by the checkpoint's content hash (see `onnx_cache_path`) and
+  reuses it afterwards.
 - backend "auto" (`choose_backend`) runs PyTorch on CUDA, and on the CPU ONNX Runtime for the
   architectures measured faster with it (`ONNX_FASTER_ON_CPU`) when onnxruntime and onnx are installed;
   an export or session failure falls back to PyTorch. The choice and its reason are logged and kept in
