@@ -87,3 +87,23 @@ def test_export_command_int8(synthetic_kitti, tmp_path, capsys):
     assert engine.precision == "int8" and engine.backend == "onnx"
     depth = engine.predict(np.zeros((CROP[0], CROP[1], 3), np.uint8), np.zeros(CROP, np.float32))
     assert depth.shape == CROP and np.isfinite(depth).all()
+
+
+def test_bench_int8_scores_and_times_every_graph_on_the_same_frames(synthetic_kitti, load_benchmark, tmp_path):
+    bench = load_benchmark("bench_int8")
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", build_model("cdspn_x32", width=8, iterations=1))
+    out = tmp_path / "int8.json"
+    assert bench.main(["--checkpoint", str(checkpoint), "--calibration", str(synthetic_kitti), "--calibration-frames",
+                       "1", "--data", str(synthetic_kitti), "--split", "val", "--limit", "1", "--crop", *map(str, CROP),
+                       "--threads", "1", "--variants", "default", "refinement=/refinement/", "--json", str(out)]) == 0
+    import json
+
+    report = json.loads(out.read_text())
+    results = report["results"]
+    assert list(results) == ["fp32", "default", "refinement"] and report["frames"] == 1
+    assert results["fp32"]["rmse_change"] == 0 and results["fp32"]["speed_vs_fp32"] == 1
+    assert 0 < results["refinement"]["convolutions"] < results["default"]["convolutions"]
+    for name in ("default", "refinement"):
+        assert results[name]["rmse_mm"] > 0 and isinstance(results[name]["worth_shipping"], bool)
+    with pytest.raises(ValueError, match="NAME=REGEX"):
+        bench.parse_variant("refinement")
