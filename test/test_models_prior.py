@@ -1,4 +1,5 @@
-"""The in-network classical prior (models/prior.py) and CDSPN's fusion with it (`prior: morphological`)."""
+"""The in-network classical prior (models/prior.py): CDSPN's fusion with it and the LSPKD networks' correction of it
+(`prior: morphological`)."""
 from __future__ import annotations
 
 import numpy as np
@@ -98,3 +99,52 @@ def test_cdspn_prior_argument_and_checkpoint(tmp_path):
     rgb, sparse = torch.rand(1, 3, 24, 40), as_batch(scan_lines(height=24, width=40, rows=range(4, 24, 3)))
     with torch.no_grad():
         torch.testing.assert_close(loaded.eval()(rgb, sparse), model(rgb, sparse))
+
+
+def _tiny_lspkd(**kwargs):
+    return build_model("lspkd_student", blocks=(1, 1, 1, 1), width=0.125, adapter_width=None, **kwargs)
+
+
+def test_lspkd_with_prior_starts_as_the_fill_and_learns_a_correction():
+    torch.manual_seed(0)
+    model = _tiny_lspkd(prior="morphological").train()
+    # Returns on rows 60..89 only: the fill does not reach the top rows.
+    sparse = torch.stack([as_batch(scan_lines(height=90, width=70, rows=range(60, 90, 4)))[0]] * 2)
+    rgb = torch.rand(2, 3, 90, 70)
+    depth = model(rgb, sparse)
+    prior = morphological_prior(sparse)
+    reached = prior > 0
+    assert reached.any() and (~reached).any()
+    # Zero-initialised residual: the fill itself where it reaches, the head's own depth elsewhere.
+    torch.testing.assert_close(depth[reached], prior[reached])
+    plain = _tiny_lspkd().train()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior_residual")})
+    torch.testing.assert_close(depth[~reached], plain(rgb, sparse)[~reached])
+    ((depth - 20.0).abs() * reached).mean().backward()
+    assert model.prior_residual.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.prior_residual.bias.fill_(0.01)  # +0.01 depth_scale everywhere the fill reaches
+        moved = model.eval()(rgb, sparse)
+    torch.testing.assert_close(moved[reached], prior[reached] + 0.01 * model.depth_scale)
+    with pytest.raises(ValueError, match="prior must be None or one of morphological"):
+        _tiny_lspkd(prior="median")
+
+
+def test_lspkd_with_prior_exports_to_onnx_and_round_trips(tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    from depth_completion_ros.inference import export_onnx
+    from depth_completion_ros.models.checkpoint import load_model, save_checkpoint
+
+    torch.manual_seed(0)
+    model = _tiny_lspkd(prior="morphological").eval()
+    with torch.no_grad():
+        model.prior_residual.weight.normal_(0, 0.01)
+    loaded, checkpoint = load_model(save_checkpoint(tmp_path / "student.pt", model))
+    assert checkpoint.kwargs["prior"] == "morphological"
+    path = export_onnx(loaded, tmp_path / "student.onnx", example_size=(40, 64))
+    rgb = torch.rand(1, 3, 45, 70)
+    sparse = as_batch(scan_lines(height=45, width=70, rows=range(20, 45, 4)))
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (onnx_depth,) = session.run(None, {"rgb": rgb.numpy(), "sparse_depth": sparse.numpy()})
+    with torch.no_grad():
+        np.testing.assert_allclose(onnx_depth, model(rgb, sparse).numpy(), rtol=1e-4, atol=1e-3)

@@ -71,6 +71,16 @@ head predicts depth in the same unit: depth = depth_scale * softplus(head) — n
 never without gradient as a ReLU head can be. Any H x W works: the inputs are padded at the bottom
 and right to a multiple of 32 (five stride-2 layers) — RGB by replicating the border, sparse depth
 with zeros (no invented measurements) — and the outputs are cropped back.
+
+`prior="morphological"` (this package's addition; the paper's networks regress every pixel): a classical
+fill of the sparse input (`prior.morphological_prior`, IP-Basic's fill as tensor operations, inside the
+graph) becomes the output's starting point, and a second head (`prior_residual`, a 3x3 transposed
+convolution beside `head`, zero at initialisation) predicts a correction of it in depth_scale units:
+depth = max(0, prior + depth_scale * residual) wherever the fill reaches, the head's own depth elsewhere.
+Why: trained briefly on the synthetic world, the plain students stay worse than the fill they are
+meant to beat (models/lspkd_student_synth.md); starting from the fill, training only has to learn where
+it is wrong (depth edges, thin structures), the way CDSPN's `prior` anchors DA-CSPN++ to it. The encoders,
+the decoder and the distillation features are unchanged, so the distillation losses apply as they are.
 """
 from __future__ import annotations
 
@@ -81,6 +91,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .prior import morphological_prior
 from .registry import register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -97,6 +108,7 @@ NYU_DEPTH_SCALE = 10.0
 ENCODER_FEATURES = ("E0", "E1", "E2", "E3", "E4")
 DECODER_FEATURES = ("D0", "D1", "D2", "D3", "D4")
 FEATURE_NAMES = ENCODER_FEATURES + DECODER_FEATURES
+PRIORS = ("morphological",)
 
 
 def scaled_channels(channels: int, width: float) -> int:
@@ -192,8 +204,11 @@ class LSPKDNet(nn.Module):
     """
 
     def __init__(self, blocks: Sequence[int] = TEACHER_BLOCKS, width: float = 1.0,
-                 depth_scale: float = KITTI_DEPTH_SCALE, adapter_width: float | None = None):
+                 depth_scale: float = KITTI_DEPTH_SCALE, adapter_width: float | None = None,
+                 prior: str | None = None):
         super().__init__()
+        if prior is not None and prior not in PRIORS:
+            raise ValueError(f"prior must be None or one of {', '.join(PRIORS)}, got {prior!r}")
         blocks = tuple(blocks)
         if len(blocks) != 4 or any(isinstance(b, bool) or not isinstance(b, int) or b < 1 for b in blocks):
             raise ValueError(f"blocks must be 4 positive integers (blocks per stage), got {blocks!r}")
@@ -205,6 +220,7 @@ class LSPKDNet(nn.Module):
         self.blocks = blocks
         self.width = float(width)
         self.depth_scale = float(depth_scale)
+        self.prior = prior
         self.rgb_encoder = ResNetEncoder(3, blocks, width)
         self.lidar_encoder = ResNetEncoder(1, blocks, width)
 
@@ -233,6 +249,12 @@ class LSPKDNet(nn.Module):
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._init_weights()
+        if prior is not None:
+            # A correction of the classical fill, in depth_scale units; zero at the start, so that an
+            # untrained network (or one started from a checkpoint without it) outputs the fill itself.
+            self.prior_residual = nn.ConvTranspose2d(previous, 1, 3, stride=1, padding=1)
+            nn.init.zeros_(self.prior_residual.weight)
+            nn.init.zeros_(self.prior_residual.bias)
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -259,6 +281,7 @@ class LSPKDNet(nn.Module):
         """Dense depth [B,1,H,W] in metres (and the named features if `return_features`)."""
         _check_inputs(rgb, sparse)
         height, width = rgb.shape[-2:]
+        prior_depth = morphological_prior(sparse) if self.prior is not None else None
         pad_bottom = -height % SIZE_MULTIPLE
         pad_right = -width % SIZE_MULTIPLE
         rgb = (rgb - self.rgb_mean) / self.rgb_std
@@ -278,6 +301,10 @@ class LSPKDNet(nn.Module):
             x = torch.cat([x, skips[level]], dim=1)
         depth = self.depth_scale * F.softplus(self.head(x))
         depth = depth[..., :height, :width]
+        if prior_depth is not None:
+            # Where the fill reaches, the network corrects it; elsewhere (far from every return) its own depth.
+            corrected = F.relu(prior_depth + self.depth_scale * self.prior_residual(x)[..., :height, :width])
+            depth = torch.where(prior_depth > 0, corrected, depth)
         if not return_features:
             return depth
 
@@ -304,20 +331,22 @@ def _check_inputs(rgb: torch.Tensor, sparse: torch.Tensor) -> None:
 
 @register_model("lspkd_teacher")
 def lspkd_teacher(blocks: Sequence[int] = TEACHER_BLOCKS, width: float = 1.0,
-                  depth_scale: float = KITTI_DEPTH_SCALE) -> LSPKDNet:
+                  depth_scale: float = KITTI_DEPTH_SCALE, prior: str | None = None) -> LSPKDNet:
     """LSPKD teacher: dual ResNet34 encoders (RGB, LiDAR), 6-layer deconvolution decoder (51.8 M)."""
-    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale)
+    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale, prior=prior)
 
 
 @register_model("lspkd_student")
 def lspkd_student(blocks: Sequence[int] = STUDENT_BLOCKS, width: float = 0.5,
-                  depth_scale: float = KITTI_DEPTH_SCALE, adapter_width: float | None = 1.0) -> LSPKDNet:
+                  depth_scale: float = KITTI_DEPTH_SCALE, adapter_width: float | None = 1.0,
+                  prior: str | None = None) -> LSPKDNet:
     """LSPKD KITTI student: dual ResNet18 encoders, all channels x1/2, with its adapters (8.6 M)."""
-    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale, adapter_width=adapter_width)
+    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale, adapter_width=adapter_width, prior=prior)
 
 
 @register_model("lspkd_student_nyu")
 def lspkd_student_nyu(blocks: Sequence[int] = STUDENT_BLOCKS, width: float = 0.125,
-                      depth_scale: float = NYU_DEPTH_SCALE, adapter_width: float | None = 1.0) -> LSPKDNet:
+                      depth_scale: float = NYU_DEPTH_SCALE, adapter_width: float | None = 1.0,
+                      prior: str | None = None) -> LSPKDNet:
     """LSPKD NYU student: dual ResNet18 encoders, all channels x1/8, 10 m depth scale, adapters (0.67 M)."""
-    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale, adapter_width=adapter_width)
+    return LSPKDNet(blocks=blocks, width=width, depth_scale=depth_scale, adapter_width=adapter_width, prior=prior)
