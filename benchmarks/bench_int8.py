@@ -114,8 +114,11 @@ def print_table(report: dict) -> None:
               f"| {r['speed_vs_fp32']:.2f} |")
     for name, r in report["results"].items():
         if name != "fp32":
-            print(f"{name}: {'worth shipping' if r['worth_shipping'] else 'not worth shipping'} (RMSE within "
-                  f"{100 * report['ship_rmse_change']:g} % and faster than fp32)")
+            accurate = abs(r["rmse_change"]) < report["ship_rmse_change"]
+            faster = r["speed_vs_fp32"] > 1.0
+            reasons = [f"RMSE {'within' if accurate else 'not within'} {100 * report['ship_rmse_change']:g} %",
+                       f"{'faster' if faster else 'not faster'} than fp32 ({r['speed_vs_fp32']:.2f}x)"]
+            print(f"{name}: {'worth shipping' if r['worth_shipping'] else 'not worth shipping'} ({', '.join(reasons)})")
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -9,9 +9,11 @@ ranges from the activations seen on the calibration frames (min/max). Only the c
 names match `nodes` are quantized; everything else stays fp32. That choice is measured, not a default of
 the library: a depth network's activations carry metric depth, and 256 levels per tensor cannot hold
 0-80 m to the centimetres the metrics see. For CDSPN (`INT8_NODES`), quantizing the depth branch or the
-colour decoder multiplies the held-out RMSE (x2 on the synthetic drive), while DA-CSPN++'s guidance
-convolutions — the largest share of its FLOPs, whose outputs are normalised into affinities — and the
-colour encoder keep it (`benchmarks/bench_int8.py` measures both accuracy and speed).
+colour decoder multiplied the held-out RMSE (x2 on the synthetic drive, weights without the prior), while
+DA-CSPN++'s guidance convolutions — the largest share of its FLOPs, whose outputs are normalised into
+affinities — keep it: +0.1 % RMSE for 1.10x speed on the shipped default, where the colour encoder added
+nothing to the speed (1.00x) and everything quantized cost +11 % MAE (`benchmarks/bench_int8.py`,
+benchmarks/results/int8.md).
 
 The quantized file keeps the fp32 graph's metadata (architecture, kwargs) and adds its precision, the
 node pattern and the calibration frames, so `Engine` reports `precision: int8` for it.
@@ -31,7 +33,7 @@ LOGGER = logging.getLogger(__name__)
 # Which convolutions to quantize, per architecture (matched against ONNX node names such as
 # "/model/refinement/stages.0/k3/k3.0/Conv"); see the module docstring and benchmarks/bench_int8.py.
 INT8_NODES = {
-    "cdspn": r"/refinement/|/rgb_e\d",
+    "cdspn": r"/refinement/",
 }
 META_PRECISION = "depth_completion_ros.precision"
 META_INT8_NODES = "depth_completion_ros.int8_nodes"
