@@ -95,15 +95,16 @@ def test_bench_int8_scores_and_times_every_graph_on_the_same_frames(synthetic_ki
     out = tmp_path / "int8.json"
     assert bench.main(["--checkpoint", str(checkpoint), "--calibration", str(synthetic_kitti), "--calibration-frames",
                        "1", "--data", str(synthetic_kitti), "--split", "val", "--limit", "1", "--crop", *map(str, CROP),
-                       "--threads", "1", "--variants", "default", "refinement=/refinement/", "--json", str(out)]) == 0
+                       "--threads", "1", "--variants", "default", r"guidance_and_rgb=/refinement/|/rgb_e\d",
+                       "--json", str(out)]) == 0
     import json
 
     report = json.loads(out.read_text())
     results = report["results"]
-    assert list(results) == ["fp32", "default", "refinement"] and report["frames"] == 1
+    assert list(results) == ["fp32", "default", "guidance_and_rgb"] and report["frames"] == 1
     assert results["fp32"]["rmse_change"] == 0 and results["fp32"]["speed_vs_fp32"] == 1
-    assert 0 < results["refinement"]["convolutions"] < results["default"]["convolutions"]
-    for name in ("default", "refinement"):
+    assert 0 < results["default"]["convolutions"] < results["guidance_and_rgb"]["convolutions"]
+    for name in ("default", "guidance_and_rgb"):
         assert results[name]["rmse_mm"] > 0 and isinstance(results[name]["worth_shipping"], bool)
     with pytest.raises(ValueError, match="NAME=REGEX"):
         bench.parse_variant("refinement")
