@@ -2,6 +2,8 @@
 (`prior: morphological`)."""
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -115,17 +117,24 @@ def test_lspkd_with_prior_starts_as_the_fill_and_learns_a_correction():
     prior = morphological_prior(sparse)
     reached = prior > 0
     assert reached.any() and (~reached).any()
-    # Zero-initialised residual: the fill itself where it reaches, the head's own depth elsewhere.
+    # Zero-initialised correction: the fill itself where it reaches, the head's own depth elsewhere.
     torch.testing.assert_close(depth[reached], prior[reached])
     plain = _tiny_lspkd().train()
-    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior_residual")})
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("prior_")})
     torch.testing.assert_close(depth[~reached], plain(rgb, sparse)[~reached])
     ((depth - 20.0).abs() * reached).mean().backward()
-    assert model.prior_residual.weight.grad.abs().sum() > 0
+    assert model.prior_correction.weight.grad.abs().sum() > 0
+    # Once the correction is not zero, the fill fed to the LiDAR stem gets gradient too.
     with torch.no_grad():
-        model.prior_residual.bias.fill_(0.01)  # +0.01 depth_scale everywhere the fill reaches
+        model.prior_correction.weight.normal_(0, 0.01)
+    model.zero_grad()
+    ((model(rgb, sparse) - 20.0).abs() * reached).mean().backward()
+    assert model.prior_input.weight.grad.abs().sum() > 0
+    with torch.no_grad():
+        model.prior_correction.weight.zero_()
+        model.prior_correction.bias.fill_(0.1)  # log-ratio: 10.5 % deeper everywhere the fill reaches
         moved = model.eval()(rgb, sparse)
-    torch.testing.assert_close(moved[reached], prior[reached] + 0.01 * model.depth_scale)
+    torch.testing.assert_close(moved[reached], prior[reached] * math.exp(0.1))
     with pytest.raises(ValueError, match="prior must be None or one of morphological"):
         _tiny_lspkd(prior="median")
 
@@ -138,7 +147,8 @@ def test_lspkd_with_prior_exports_to_onnx_and_round_trips(tmp_path):
     torch.manual_seed(0)
     model = _tiny_lspkd(prior="morphological").eval()
     with torch.no_grad():
-        model.prior_residual.weight.normal_(0, 0.01)
+        model.prior_correction.weight.normal_(0, 0.01)
+        model.prior_input.weight.normal_(0, 0.1)
     loaded, checkpoint = load_model(save_checkpoint(tmp_path / "student.pt", model))
     assert checkpoint.kwargs["prior"] == "morphological"
     path = export_onnx(loaded, tmp_path / "student.onnx", example_size=(40, 64))

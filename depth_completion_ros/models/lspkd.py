@@ -74,13 +74,20 @@ with zeros (no invented measurements) — and the outputs are cropped back.
 
 `prior="morphological"` (this package's addition; the paper's networks regress every pixel): a classical
 fill of the sparse input (`prior.morphological_prior`, IP-Basic's fill as tensor operations, inside the
-graph) becomes the output's starting point, and a second head (`prior_residual`, a 3x3 transposed
-convolution beside `head`, zero at initialisation) predicts a correction of it in depth_scale units:
-depth = max(0, prior + depth_scale * residual) wherever the fill reaches, the head's own depth elsewhere.
-Why: trained briefly on the synthetic world, the plain students stay worse than the fill they are
-meant to beat (models/lspkd_student_synth.md); starting from the fill, training only has to learn where
-it is wrong (depth edges, thin structures), the way CDSPN's `prior` anchors DA-CSPN++ to it. The encoders,
-the decoder and the distillation features are unchanged, so the distillation losses apply as they are.
+graph) becomes the output's starting point, and a second head (`prior_correction`, a 3x3 transposed
+convolution beside `head`) predicts a per-pixel log-ratio c that corrects it: depth = prior *
+exp(clamp(c, -2, 2)) wherever the fill reaches, the head's own depth elsewhere. The fill is also an input:
+a 3x3 convolution of it (`prior_input`) is added to the LiDAR encoder's stem convolution, before its
+BatchNorm, so that the layers predicting the correction see what they correct. Both new layers start at
+zero: an untrained network outputs the fill, and one started from a checkpoint without the prior keeps
+that checkpoint's features (`model.new_layers: [prior_correction, prior_input]`). Why:
+trained briefly on the synthetic world, the plain students stay worse than the fill they are meant to
+beat (models/lspkd_student_synth.md); starting from the fill, training only has to learn where it is
+wrong (depth edges, thin structures), the way CDSPN's `prior` anchors DA-CSPN++ to it. A ratio rather than
+an additive correction in depth_scale units: the latter moved every depth by metres with the first
+optimiser steps (80 m per unit of output) and the fine-tuned teacher fell far behind the fill it started
+from; a ratio is scale-free, and the fill's errors grow with depth as a ratio's do. The encoders, the
+decoder and the distillation features are unchanged, so the distillation losses apply as they are.
 """
 from __future__ import annotations
 
@@ -109,6 +116,7 @@ ENCODER_FEATURES = ("E0", "E1", "E2", "E3", "E4")
 DECODER_FEATURES = ("D0", "D1", "D2", "D3", "D4")
 FEATURE_NAMES = ENCODER_FEATURES + DECODER_FEATURES
 PRIORS = ("morphological",)
+PRIOR_LOG_RATIO_LIMIT = 2.0  # the correction scales the fill by exp(-2)..exp(2), 0.14x..7.4x
 
 
 def scaled_channels(channels: int, width: float) -> int:
@@ -188,9 +196,15 @@ class ResNetEncoder(nn.Module):
         """Skip feature channels of an encoder of this width, without building it."""
         return tuple(scaled_channels(c, width) for c in (STEM_CHANNELS,) + STAGE_CHANNELS)
 
-    def forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """x [B, C, H, W] (H, W multiples of 32) -> ([stem, stage1..stage4 features], bottleneck)."""
-        skips = [self.stem(x)]
+    def forward(self, x: torch.Tensor, stem_extra: torch.Tensor | None = None
+                ) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """x [B, C, H, W] (H, W multiples of 32) -> ([stem, stage1..stage4 features], bottleneck).
+        stem_extra: added to the stem convolution's output before its BatchNorm (another input's features)."""
+        if stem_extra is None:
+            skips = [self.stem(x)]
+        else:
+            conv, norm, relu = self.stem
+            skips = [relu(norm(conv(x) + stem_extra))]
         for stage in self.stages:
             skips.append(stage(skips[-1]))
         return skips, self.last(skips[-1])
@@ -250,11 +264,15 @@ class LSPKDNet(nn.Module):
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
         self._init_weights()
         if prior is not None:
-            # A correction of the classical fill, in depth_scale units; zero at the start, so that an
-            # untrained network (or one started from a checkpoint without it) outputs the fill itself.
-            self.prior_residual = nn.ConvTranspose2d(previous, 1, 3, stride=1, padding=1)
-            nn.init.zeros_(self.prior_residual.weight)
-            nn.init.zeros_(self.prior_residual.bias)
+            # The log-ratio correcting the classical fill; zero at the start, so that an untrained network
+            # (or one started from a checkpoint without this head) outputs the fill itself.
+            self.prior_correction = nn.ConvTranspose2d(previous, 1, 3, stride=1, padding=1)
+            nn.init.zeros_(self.prior_correction.weight)
+            nn.init.zeros_(self.prior_correction.bias)
+            # The fill as a second input of the LiDAR encoder's stem (zero at the start, like the correction):
+            # what the correction corrects must be visible to the layers that predict it.
+            self.prior_input = nn.Conv2d(1, self.lidar_encoder.stem_channels, 3, padding=1, bias=False)
+            nn.init.zeros_(self.prior_input.weight)
 
     def _init_weights(self) -> None:
         for module in self.modules():
@@ -291,7 +309,10 @@ class LSPKDNet(nn.Module):
         sparse = F.pad(sparse, (0, pad_right, 0, pad_bottom), value=0.0)
 
         rgb_skips, rgb_bottleneck = self.rgb_encoder(rgb)
-        lidar_skips, lidar_bottleneck = self.lidar_encoder(sparse)
+        stem_extra = None
+        if prior_depth is not None:
+            stem_extra = self.prior_input(F.pad(prior_depth / self.depth_scale, (0, pad_right, 0, pad_bottom)))
+        lidar_skips, lidar_bottleneck = self.lidar_encoder(sparse, stem_extra)
         skips = [torch.cat(pair, dim=1) for pair in zip(rgb_skips, lidar_skips)]
         x = torch.cat([rgb_bottleneck, lidar_bottleneck], dim=1)
         decoded = []
@@ -303,7 +324,8 @@ class LSPKDNet(nn.Module):
         depth = depth[..., :height, :width]
         if prior_depth is not None:
             # Where the fill reaches, the network corrects it; elsewhere (far from every return) its own depth.
-            corrected = F.relu(prior_depth + self.depth_scale * self.prior_residual(x)[..., :height, :width])
+            log_ratio = self.prior_correction(x)[..., :height, :width]
+            corrected = prior_depth * torch.exp(log_ratio.clamp(-PRIOR_LOG_RATIO_LIMIT, PRIOR_LOG_RATIO_LIMIT))
             depth = torch.where(prior_depth > 0, corrected, depth)
         if not return_features:
             return depth
