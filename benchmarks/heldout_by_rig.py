@@ -123,7 +123,6 @@ def main(argv: list[str] | None = None) -> int:
         report["machine"] = describe_machine()
         report["command"] = "python benchmarks/heldout_by_rig.py " + " ".join(sys.argv[1:] if argv is None else argv)
         write_json(args.json, report)
-        print(f"wrote {args.json}")
     return 0
 
 
