@@ -341,6 +341,8 @@ class LSPKDNet(nn.Module):
 
 
 def _check_inputs(rgb: torch.Tensor, sparse: torch.Tensor) -> None:
+    if torch.jit.is_tracing():  # shape checks would be frozen into an exported graph
+        return
     if not isinstance(rgb, torch.Tensor) or rgb.dim() != 4 or rgb.shape[1] != 3:
         raise ValueError(f"rgb must be a [B,3,H,W] tensor, got shape {tuple(getattr(rgb, 'shape', ()))}")
     if not isinstance(sparse, torch.Tensor) or sparse.dim() != 4 or sparse.shape[1] != 1:
