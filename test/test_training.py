@@ -202,6 +202,25 @@ def test_resume_continues_with_identical_weights(synthetic_kitti, tmp_path):
     torch.load(split / "last.pt", map_location="cpu", weights_only=True)
 
 
+def test_resume_warns_of_a_changed_section_only(synthetic_kitti, tmp_path, caplog):
+    """A default that another version wrote out (loss.intermediate: {}) is no change; a changed loss is."""
+    path = write_yaml(tmp_path / "c.yaml", resume_config(synthetic_kitti))
+    run = tmp_path / "run"
+    assert dcros(["train", "--config", str(path), "--out", str(run), "--stop-after-epochs", "1"]) == 0
+    checkpoint = torch.load(run / "last.pt", map_location="cpu", weights_only=True)
+    checkpoint["metadata"]["config"]["loss"]["intermediate"] = {}
+    torch.save(checkpoint, run / "last.pt")
+    with caplog.at_level("WARNING", logger="depth_completion_ros.training.trainer"):
+        assert dcros(["train", "--config", str(path), "--out", str(run), "--resume", "auto",
+                      "--stop-after-epochs", "1"]) == 0
+    assert not [r for r in caplog.records if "different" in r.getMessage()]
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="depth_completion_ros.training.trainer"):
+        assert dcros(["train", "--config", str(path), "--out", str(run), "--resume", "auto",
+                      "--set", "loss.type=l2"]) == 0
+    assert [r.getMessage() for r in caplog.records if "different loss section" in r.getMessage()]
+
+
 def test_best_checkpoint_follows_the_configured_metric(synthetic_kitti, tmp_path):
     """best_metric: mae_mm keeps the epoch of the lowest validation MAE, and a resume under another metric
     does not inherit the old best."""

@@ -573,6 +573,10 @@ class Trainer:
             raise ValueError(f"{path}: checkpoint holds {checkpoint.architecture} {checkpoint.kwargs}, the config "
                              f"asks for model {self.config.model.name} {self.config.model.kwargs}")
         saved_config = metadata.get("config", {})
+        try:  # read back and written again, so that a default spelled out by another version is no difference
+            saved_config = TrainConfig.from_dict(saved_config, source=str(path)).to_dict()
+        except ValueError:
+            pass  # not a config this version reads: compare as stored
         for section in ("stages", "schedule", "optimizer", "loss", "distillation"):
             if saved_config.get(section) != self.config.to_dict().get(section):
                 LOGGER.warning("resuming with a different %s section than %s was trained with", section, path)
