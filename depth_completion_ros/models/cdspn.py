@@ -64,7 +64,7 @@ from torch import nn
 from .blocks import SeparableConvBlock
 from .dacspn import DACSPN
 from .prior import morphological_prior
-from .registry import register_model
+from .registry import check_inputs, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -249,7 +249,7 @@ class CDSPN(nn.Module):
         with a prior "prior_depth" and its logit "prior_confidence", "coarse_depth", and per refinement stage
         "refined_dilation<d>" (all [.., H, W], depths in metres).
         """
-        _check_inputs(rgb, sparse)
+        check_inputs(rgb, sparse)
         height, width = rgb.shape[-2:]
         # Invalid entries (negative, NaN) count as "no measurement".
         sparse = torch.where(sparse > 0, sparse, torch.zeros_like(sparse))
@@ -343,21 +343,6 @@ class CDSPN(nn.Module):
         for dilation, stage in zip(self.refinement.dilations, stages):
             f[f"refined_dilation{dilation}"] = crop(stage)
         return depth, f
-
-
-def _check_inputs(rgb: torch.Tensor, sparse: torch.Tensor) -> None:
-    if torch.jit.is_tracing():  # shape checks would be frozen into an exported graph
-        return
-    if not isinstance(rgb, torch.Tensor) or not isinstance(sparse, torch.Tensor):
-        raise ValueError("rgb and sparse must be torch tensors")
-    if rgb.dim() != 4 or rgb.shape[1] != 3:
-        raise ValueError(f"rgb must be [B, 3, H, W], got shape {tuple(rgb.shape)}")
-    if sparse.dim() != 4 or sparse.shape[1] != 1:
-        raise ValueError(f"sparse depth must be [B, 1, H, W], got shape {tuple(sparse.shape)}")
-    if rgb.shape[0] != sparse.shape[0] or rgb.shape[-2:] != sparse.shape[-2:]:
-        raise ValueError(f"rgb {tuple(rgb.shape)} and sparse {tuple(sparse.shape)} differ in batch or size")
-    if not rgb.is_floating_point() or not sparse.is_floating_point():
-        raise ValueError(f"rgb and sparse must be floating point, got {rgb.dtype} and {sparse.dtype}")
 
 
 def _build(width: int, kwargs: dict) -> CDSPN:

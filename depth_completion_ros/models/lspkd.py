@@ -99,7 +99,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .prior import morphological_prior
-from .registry import register_model
+from .registry import check_inputs, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -297,7 +297,7 @@ class LSPKDNet(nn.Module):
 
     def forward(self, rgb: torch.Tensor, sparse: torch.Tensor, return_features: bool = False):
         """Dense depth [B,1,H,W] in metres (and the named features if `return_features`)."""
-        _check_inputs(rgb, sparse)
+        check_inputs(rgb, sparse)
         height, width = rgb.shape[-2:]
         prior_depth = morphological_prior(sparse) if self.prior is not None else None
         pad_bottom = -height % SIZE_MULTIPLE
@@ -338,19 +338,6 @@ class LSPKDNet(nn.Module):
         features = {name: crop(f, level) for level, (name, f) in enumerate(zip(ENCODER_FEATURES, skips))}
         features.update((name, crop(f, 4 - k)) for k, (name, f) in enumerate(zip(DECODER_FEATURES, decoded)))
         return depth, features
-
-
-def _check_inputs(rgb: torch.Tensor, sparse: torch.Tensor) -> None:
-    if torch.jit.is_tracing():  # shape checks would be frozen into an exported graph
-        return
-    if not isinstance(rgb, torch.Tensor) or rgb.dim() != 4 or rgb.shape[1] != 3:
-        raise ValueError(f"rgb must be a [B,3,H,W] tensor, got shape {tuple(getattr(rgb, 'shape', ()))}")
-    if not isinstance(sparse, torch.Tensor) or sparse.dim() != 4 or sparse.shape[1] != 1:
-        raise ValueError(f"sparse must be a [B,1,H,W] tensor, got shape {tuple(getattr(sparse, 'shape', ()))}")
-    if rgb.shape[0] != sparse.shape[0] or rgb.shape[-2:] != sparse.shape[-2:]:
-        raise ValueError(f"rgb {tuple(rgb.shape)} and sparse {tuple(sparse.shape)} differ in batch or size")
-    if not (rgb.is_floating_point() and sparse.is_floating_point()):
-        raise ValueError(f"rgb and sparse must be floating point, got {rgb.dtype} and {sparse.dtype}")
 
 
 @register_model("lspkd_teacher")

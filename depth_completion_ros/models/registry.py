@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from typing import Callable
 
+import torch
 from torch import nn
 
 _FACTORIES: dict[str, Callable[..., nn.Module]] = {}
@@ -44,3 +45,19 @@ def build_model(name: str, **kwargs) -> nn.Module:
     model.architecture = name
     model.arch_kwargs = dict(kwargs)
     return model
+
+
+def check_inputs(rgb: torch.Tensor, sparse: torch.Tensor) -> None:
+    """The inputs every registered network takes: rgb [B,3,H,W] and sparse depth [B,1,H,W], floating point."""
+    if torch.jit.is_tracing():  # shape checks would be frozen into an exported graph
+        return
+    if not isinstance(rgb, torch.Tensor) or not isinstance(sparse, torch.Tensor):
+        raise ValueError("rgb and sparse must be torch tensors")
+    if rgb.dim() != 4 or rgb.shape[1] != 3:
+        raise ValueError(f"rgb must be [B, 3, H, W], got shape {tuple(rgb.shape)}")
+    if sparse.dim() != 4 or sparse.shape[1] != 1:
+        raise ValueError(f"sparse depth must be [B, 1, H, W], got shape {tuple(sparse.shape)}")
+    if rgb.shape[0] != sparse.shape[0] or rgb.shape[-2:] != sparse.shape[-2:]:
+        raise ValueError(f"rgb {tuple(rgb.shape)} and sparse {tuple(sparse.shape)} differ in batch or size")
+    if not rgb.is_floating_point() or not sparse.is_floating_point():
+        raise ValueError(f"rgb and sparse must be floating point, got {rgb.dtype} and {sparse.dtype}")

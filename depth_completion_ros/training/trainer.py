@@ -577,8 +577,9 @@ class Trainer:
             saved_config = TrainConfig.from_dict(saved_config, source=str(path)).to_dict()
         except ValueError:
             pass  # not a config this version reads: compare as stored
+        current_config = self.config.to_dict()
         for section in ("stages", "schedule", "optimizer", "loss", "distillation"):
-            if saved_config.get(section) != self.config.to_dict().get(section):
+            if saved_config.get(section) != current_config.get(section):
                 LOGGER.warning("resuming with a different %s section than %s was trained with", section, path)
         self.model.load_state_dict(checkpoint.state_dict, strict=True)
         self.criterion.load_state_dict(state["criterion"], strict=True)
