@@ -28,11 +28,12 @@ TINY_KWARGS = {
 }
 
 
-def tiny_config(root: Path, model: str = "cdspn_x32", **sections) -> dict:
+def tiny_config(root: Path | list, model: str = "cdspn_x32", **sections) -> dict:
     """A config dict for a few steps at 32x64 on the synthetic fixture (sections override by key)."""
+    roots = [str(r) for r in root] if isinstance(root, list) else str(root)
     config = {
         "model": {"name": model, "kwargs": dict(TINY_KWARGS[model])},
-        "data": {"root": str(root), "crop": [32, 64], "augment": False, "batch_size": 1, "workers": 0},
+        "data": {"root": roots, "crop": [32, 64], "augment": False, "batch_size": 1, "workers": 0},
         "schedule": {"epochs": 1},
         "loss": {"type": "l1"},
         "seed": 0,
@@ -71,7 +72,9 @@ def test_every_config_in_config_train_validates():
     # One synthetic-world config per registered model, training on the generated data set.
     assert {c.model.name for c in synthetic.values()} >= set(list_models())
     # The generated worlds of the README: one rig (dcros synth), or one per drive (dcros synth --variety).
-    assert {c.data.root for c in synthetic.values()} == {"data/synth", "data/synth_varied"}
+    roots = {root for c in synthetic.values() for root in
+             ([c.data.root] if isinstance(c.data.root, str) else c.data.root)}
+    assert roots == {"data/synth", "data/synth_varied"}
     # CPU-feasible: the windows trained on are smaller than KITTI's full 352x1216 crop.
     windows = [c.data.random_crop or c.data.crop for c in synthetic.values()]
     assert all(w[0] < 352 and w[1] < 1216 for w in windows)
@@ -116,6 +119,9 @@ BAD_CONFIGS = [
                         distillation={"type": "blackbox", "teacher": "t.pt"}), "loss.intermediate supervises"),
     (lambda c: c["model"].update(new_layers=["prior_confidence"]), "model.new_layers needs model.init"),
     (lambda c: c["model"].update(init="a.pt", new_layers="prior_confidence"), "model.new_layers must be a list"),
+    (lambda c: c["data"].update(root=[]), "data.root must be a folder or a non-empty list"),
+    (lambda c: c["data"].update(root=["data/a", 3]), "data.root[1] must be a non-empty string"),
+    (lambda c: c["data"].update(root=["data/a", "data/a"]), "data.root lists a folder more than once"),
 ]
 
 
@@ -148,6 +154,14 @@ def test_overrides_do_not_touch_the_original():
     changed = apply_overrides(original, ["data.batch_size=4", "optimizer.betas=[0.8, 0.9]"])
     assert original == {"data": {"batch_size": 1}}
     assert changed == {"data": {"batch_size": 4}, "optimizer": {"betas": [0.8, 0.9]}}
+
+
+def test_data_root_is_a_folder_or_a_list_of_them():
+    assert TrainConfig.from_dict(tiny_config(Path("data/a"))).data.root == "data/a"
+    assert TrainConfig.from_dict(tiny_config(["data/a"])).data.root == "data/a"  # one item: that folder
+    config = TrainConfig.from_dict(tiny_config(["data/a", "data/b"]))
+    assert config.data.root == ("data/a", "data/b")
+    assert TrainConfig.from_dict(config.to_dict()) == config
 
 
 # ---------------------------------------------------------------------------- every model learns
@@ -479,3 +493,54 @@ def test_init_with_new_layers_takes_every_other_weight_from_the_checkpoint(synth
         Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run3")
     # The key is written only when set, so configs saved before it existed compare equal on resume.
     assert "new_layers" not in TrainConfig.from_dict(tiny_config(synthetic_kitti, "cdspn_x32")).to_dict()["model"]
+
+
+# ------------------------------------------------------------------------------ several worlds
+@pytest.fixture(scope="module")
+def second_world(tmp_path_factory):
+    """Another tiny synthetic world (seed 1): the generator names its drives as in synthetic_kitti."""
+    from depth_completion_ros.data.synth import generate_dataset
+
+    out_dir = tmp_path_factory.mktemp("second_world")
+    generate_dataset(out_dir, drives=2, frames=2, seed=1, val_drives=1, progress=False)
+    return out_dir
+
+
+def test_several_roots_are_one_data_set_with_distinct_names(synthetic_kitti, second_world):
+    from depth_completion_ros.data.kitti import KittiDepthCompletion, depth_completion_data
+
+    kwargs = {"crop": (64, 128), "augment": True, "seed": 3}
+    first, second = (KittiDepthCompletion(root, "train", **kwargs) for root in (synthetic_kitti, second_world))
+    both = depth_completion_data([synthetic_kitti, second_world], "train", **kwargs)
+    assert len(both) == len(first) + len(second)
+    # The worlds reuse drive names: without the root in front, names would collide.
+    assert {f.name for f in first.frames} == {f.name for f in second.frames}
+    names = [both[i]["name"] for i in range(len(both))]
+    assert len(set(names)) == len(names)
+    assert names[len(first)] == f"{second_world}:{second.frames[0].name}"
+    # Augmentation draws and random windows reach every root, as with one.
+    both.set_epoch(2)
+    second.set_epoch(2)
+    both.random_crop = second.random_crop = (32, 64)
+    item, expected = both[len(first) + 1], second[1]
+    assert item["rgb"].shape[-2:] == (32, 64)
+    assert all(torch.equal(item[key], expected[key]) for key in ("rgb", "sparse", "gt", "K"))
+    with pytest.raises(ValueError, match="more than once"):
+        depth_completion_data([synthetic_kitti, synthetic_kitti], "train")
+
+
+def test_training_on_two_worlds_validates_on_both(synthetic_kitti, second_world, tmp_path):
+    teacher = build_model("cdspn_x32", width=4, iterations=1)
+    teacher_path = save_checkpoint(tmp_path / "teacher.pt", teacher)
+    config = TrainConfig.from_dict(tiny_config(
+        [synthetic_kitti, second_world], "cdspn_x32", loss={"type": "l2"}, schedule={"epochs": 2},
+        distillation={"type": "blackbox", "teacher": str(teacher_path)}))
+    trainer = Trainer(config, out_dir=tmp_path / "run")
+    trainer.fit()
+    assert len(trainer.train_indices) == 4 and len(trainer.val_indices) == 4  # two of each split per world
+    # One cache entry per frame of either world: equal drive names do not share a teacher prediction.
+    assert len(list((tmp_path / "run" / "teacher_cache").glob("*.npy"))) == 4
+    assert (trainer.teacher_cache.misses, trainer.teacher_cache.hits) == (4, 4)
+    metadata = load_checkpoint(tmp_path / "run" / "last.pt").metadata
+    assert metadata["training_data"]["root"] == [str(synthetic_kitti), str(second_world)]
+    assert metadata["training_data"]["val_frames"] == 4

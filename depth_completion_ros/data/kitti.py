@@ -36,10 +36,10 @@ from depth_completion_ros.geometry import (
 
 try:
     import torch
-    from torch.utils.data import Dataset
+    from torch.utils.data import ConcatDataset, Dataset
 except ImportError:  # pragma: no cover - torch is an install requirement
     torch = None
-    Dataset = object
+    Dataset = ConcatDataset = object
 
 KITTI_CROP = (352, 1216)  # (height, width) of the benchmark's bottom crop
 SPLITS = ("train", "val", "val_selection_cropped")
@@ -473,3 +473,56 @@ class KittiDepthCompletion(Dataset):
     def _apply_crop(camera: PinholeCamera, top: int, left: int, height: int, width: int, *images):
         cropped_camera = camera.crop(top, left, height, width)
         return cropped_camera, tuple(image[top:top + height, left:left + width] for image in images)
+
+
+class KittiDepthCompletionWorlds(ConcatDataset):
+    """The same split of several KITTI-layout roots (e.g. a standard and a varied synthetic world) as one
+    data set, built with the same arguments as KittiDepthCompletion.
+
+    Items are those of KittiDepthCompletion, with the name prefixed by the root it came from,
+    "<root>:<drive>/<camera>/<frame:010d>": the synthetic worlds (and KITTI's own recording days) reuse
+    drive names, and names key teacher caches and per-frame records. `set_epoch` and `random_crop` reach
+    every root, as with one.
+    """
+
+    def __init__(self, roots: Sequence[str | Path], split: str = "train", **kwargs):
+        if isinstance(roots, (str, Path)) or len(roots) < 2:
+            raise ValueError(f"roots must list two or more data set roots (one: use KittiDepthCompletion), "
+                             f"got {roots!r}")
+        labels = [str(root) for root in roots]
+        if len(set(labels)) != len(labels):
+            raise ValueError(f"roots name the same folder more than once: {labels}")
+        self.labels = labels
+        super().__init__([KittiDepthCompletion(root, split, **kwargs) for root in roots])
+
+    @property
+    def random_crop(self) -> tuple[int, int] | None:
+        return self.datasets[0].random_crop
+
+    @random_crop.setter
+    def random_crop(self, size: tuple[int, int] | None) -> None:
+        for dataset in self.datasets:
+            dataset.random_crop = tuple(size) if size is not None else None
+
+    def set_epoch(self, epoch: int) -> None:
+        for dataset in self.datasets:
+            dataset.set_epoch(epoch)
+
+    def __getitem__(self, index: int) -> dict:
+        if not -len(self) <= index < len(self):
+            raise IndexError(f"index {index} out of range for {len(self)} frames")
+        index = index % len(self)
+        part = next(i for i, end in enumerate(self.cumulative_sizes) if index < end)
+        item = super().__getitem__(index)
+        item["name"] = f"{self.labels[part]}:{item['name']}"
+        return item
+
+
+def depth_completion_data(root: str | Path | Sequence[str | Path], split: str = "train", **kwargs) -> Dataset:
+    """KittiDepthCompletion of one root, or KittiDepthCompletionWorlds of a list of two or more."""
+    if isinstance(root, (str, Path)):
+        return KittiDepthCompletion(root, split, **kwargs)
+    roots = list(root)
+    if len(roots) == 1:
+        return KittiDepthCompletion(roots[0], split, **kwargs)
+    return KittiDepthCompletionWorlds(roots, split, **kwargs)

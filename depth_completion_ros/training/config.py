@@ -5,9 +5,10 @@ A configuration is a YAML mapping with these sections (every key optional unless
     model:        name (required, a registered model), kwargs (mapping passed to build_model),
                   init (checkpoint whose weights initialise the model), new_layers (modules that init
                   does not hold and that keep their own initialisation)
-    data:         root, train_split, val_split (null: no validation), cameras, crop [h, w] | null,
-                  random_crop [h, w] | null, augment, jitter, batch_size (per process), val_batch_size,
-                  workers, limit_train, limit_val (frame counts for quick runs, evenly spaced)
+    data:         root (a folder, or a list of folders trained and validated on together), train_split,
+                  val_split (null: no validation), cameras, crop [h, w] | null, random_crop [h, w] | null,
+                  augment, jitter, batch_size (per process), val_batch_size, workers, limit_train,
+                  limit_val (frame counts for quick runs, evenly spaced)
     optimizer:    name (adam | adamw), lr, betas [b1, b2], weight_decay, grad_clip_norm
     schedule:     type (constant | step | multistep | cosine), epochs, step_size, gamma, milestones,
                   min_lr — stepped once per epoch, restarted at every stage
@@ -180,11 +181,13 @@ class ModelConfig:
 class DataConfig:
     """Where the KITTI-layout data set is and how it is cut, augmented and batched.
 
-    Paths are relative to the working directory. `crop: null` keeps whole images, whose size differs
-    between KITTI recording days (1224x370 .. 1242x376): use batch_size 1 then, or a crop.
+    Paths are relative to the working directory. `root` is one data set, or a list of them whose splits
+    are concatenated (both for training and validation; frame names get their root as a prefix). `crop:
+    null` keeps whole images, whose size differs between KITTI recording days (1224x370 .. 1242x376): use
+    batch_size 1 then, or a crop.
     """
 
-    root: str = "data/synth"
+    root: str | tuple[str, ...] = "data/synth"
     train_split: str = "train"
     val_split: str | None = "val"
     cameras: tuple[str, ...] = ("image_02",)
@@ -205,7 +208,7 @@ class DataConfig:
         out = cls()
         k = lambda name: f"{key}.{name}"  # noqa: E731
         if "root" in data:
-            out.root = _string(data["root"], k("root"))
+            out.root = _roots(data["root"], k("root"))
         if "train_split" in data:
             out.train_split = _choice(data["train_split"], k("train_split"), ("train", "val"))
         if "val_split" in data:
@@ -239,6 +242,18 @@ class DataConfig:
         if out.random_crop is not None and not out.augment:
             raise ConfigError(f"{k('random_crop')} needs {k('augment')}: true (random windows are an augmentation)")
         return out
+
+
+def _roots(value: Any, key: str) -> str | tuple[str, ...]:
+    """One data set folder, or a list of two or more distinct ones (a one-item list is that folder)."""
+    if isinstance(value, str):
+        return _string(value, key)
+    if not isinstance(value, (list, tuple)) or not value:
+        raise ConfigError(f"{key} must be a folder or a non-empty list of folders, got {value!r}")
+    roots = tuple(_string(item, f"{key}[{index}]") for index, item in enumerate(value))
+    if len(set(roots)) != len(roots):
+        raise ConfigError(f"{key} lists a folder more than once: {list(roots)}")
+    return roots[0] if len(roots) == 1 else roots
 
 
 def _check_random_crop(random_crop, crop, key: str) -> None:

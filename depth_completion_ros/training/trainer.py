@@ -42,7 +42,7 @@ from torch.nn.modules.batchnorm import _BatchNorm
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 
-from depth_completion_ros.data.kitti import KittiDepthCompletion
+from depth_completion_ros.data.kitti import depth_completion_data
 from depth_completion_ros.distill import TeacherCache
 from depth_completion_ros.evaluation.metrics import DepthMetrics
 from depth_completion_ros.models import build_model
@@ -192,15 +192,15 @@ class Trainer:
         seed_everything(config.seed)
 
         data = config.data
-        self.train_set = KittiDepthCompletion(data.root, data.train_split, crop=data.crop, augment=data.augment,
-                                              seed=config.seed, cameras=data.cameras, random_crop=data.random_crop,
-                                              jitter=data.jitter)
+        self.train_set = depth_completion_data(data.root, data.train_split, crop=data.crop, augment=data.augment,
+                                               seed=config.seed, cameras=data.cameras, random_crop=data.random_crop,
+                                               jitter=data.jitter)
         self.train_indices = _evenly_spaced(len(self.train_set), data.limit_train)
         self.val_set = None
         self.val_indices: list[int] = []
         if data.val_split is not None:
-            self.val_set = KittiDepthCompletion(data.root, data.val_split, crop=data.crop, augment=False,
-                                                seed=config.seed, cameras=data.cameras)
+            self.val_set = depth_completion_data(data.root, data.val_split, crop=data.crop, augment=False,
+                                                 seed=config.seed, cameras=data.cameras)
             self.val_indices = _evenly_spaced(len(self.val_set), data.limit_val)
 
         try:
@@ -524,6 +524,7 @@ class Trainer:
     def _metadata(self, with_state: bool) -> dict:
         stage_index = self._stage_index if self._stage_index is not None else 0
         data = self.config.data
+        roots = data.root if isinstance(data.root, str) else list(data.root)
         metadata = {
             "config": self.config.to_dict(),
             "epoch": self.epoch,
@@ -533,7 +534,7 @@ class Trainer:
             "val": dict(self.last_val) if self.last_val else {},
             "best_metric": self.config.best_metric,
             "best_val": self.best_value,
-            "training_data": {"root": str(data.root), "train_split": data.train_split, "val_split": data.val_split,
+            "training_data": {"root": roots, "train_split": data.train_split, "val_split": data.val_split,
                               "train_frames": len(self.train_indices), "val_frames": len(self.val_indices),
                               "crop": list(data.crop) if data.crop else None, "cameras": list(data.cameras)},
             "world_size": self.context.world_size,
