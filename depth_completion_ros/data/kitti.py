@@ -15,6 +15,7 @@ locate one drive's ground-truth PNGs and raw folder from any level of these layo
 """
 from __future__ import annotations
 
+import bisect
 import calendar
 import datetime as _datetime
 import re
@@ -512,8 +513,8 @@ class KittiDepthCompletionWorlds(ConcatDataset):
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} frames")
         index = index % len(self)
-        part = next(i for i, end in enumerate(self.cumulative_sizes) if index < end)
-        item = super().__getitem__(index)
+        part = bisect.bisect_right(self.cumulative_sizes, index)  # as ConcatDataset finds it
+        item = self.datasets[part][index - (self.cumulative_sizes[part - 1] if part else 0)]
         item["name"] = f"{self.labels[part]}:{item['name']}"
         return item
 
