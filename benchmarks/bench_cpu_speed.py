@@ -49,6 +49,7 @@ class Config:
     backend: str
     roi: str
     threads: int | None  # None: the libraries' defaults; 0: the cores available
+    model: str | None = None  # None: --model; else another model on the same frames (--also)
 
 
 CONFIGS = (
@@ -212,6 +213,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=7, help="seed of the synthetic drive")
     parser.add_argument("--data", type=Path, default=None, help="a synthetic KITTI root to read instead")
     parser.add_argument("--json", default=None, help="write the figures here")
+    parser.add_argument("--also", action="append", default=[], metavar="MODEL",
+                        help="another model (shipped name or checkpoint) timed on the new path beside the "
+                             "others, e.g. a lighter network; repeatable")
     parser.add_argument("--no-profile", action="store_true",
                         help="skip the per-operator profile of the new path's network (run after the timing)")
     args = parser.parse_args(argv)
@@ -226,8 +230,12 @@ def main(argv: list[str] | None = None) -> int:
     from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions
 
     default_torch_threads = torch.get_num_threads()  # before any engine sets anything
-    checkpoint = default_checkpoint_path() if args.model == "default" else (
-        shipped_checkpoints().get(args.model) or Path(args.model))
+
+    def checkpoint_of(model: str) -> Path:
+        return default_checkpoint_path() if model == "default" else (shipped_checkpoints().get(model) or Path(model))
+
+    configs = CONFIGS + tuple(Config(f"auto, roi auto, threads chosen: {model}", "auto", "auto", 0, model)
+                              for model in args.also)
     cores = available_cores()
     load_before = os.getloadavg()
 
@@ -237,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"the drive has {len(frames)} frames; at least 5 are timed")
         height, width = frames[0].camera.height, frames[0].camera.width
         runners = []
-        for config in CONFIGS:
-            engine = Engine.from_checkpoint(checkpoint, device="cpu", backend=config.backend, threads=config.threads)
+        for config in configs:
+            engine = Engine.from_checkpoint(checkpoint_of(config.model or args.model), device="cpu",
+                                            backend=config.backend, threads=config.threads)
             options = PipelineOptions(roi=config.roi)
             runners.append((config, engine, FrameProcessor(engine, options=options)))
             print(f"{config.name}: {engine!r} ({engine.backend_reason})", flush=True)
@@ -272,8 +281,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"frame {index + 1}/{len(frames)}: " + ", ".join(
                 f"{samples[c.name]['end_to_end'][-1]:.0f}" for c, _, _ in runners) + " ms", flush=True)
         load_after = os.getloadavg()
-        architecture, kwargs = runners[0][1].architecture, runners[0][1].kwargs
-        new_engine = runners[-1][1]
+        new_engine = runners[len(CONFIGS) - 1][1]
         profile = None
         if not args.no_profile and new_engine.onnx_path is not None:
             profile = onnx_time_by_operator(new_engine.onnx_path, int(np.median(samples[CONFIGS[-1].name]["rows"])),
@@ -292,11 +300,13 @@ def main(argv: list[str] | None = None) -> int:
         # The fastest frame: the least disturbed by other processes on a shared machine.
         minima = {key: float(np.min(values)) for key, values in record.items() if key not in ("rmse_mm", "rows")}
         net_rows = int(np.median(record["rows"]))
-        flops = network_flops(architecture, kwargs, net_rows, width)
+        flops = network_flops(engine.architecture, engine.kwargs, net_rows, width)
         gflops = flops / (medians["inference"] / 1e3) / 1e9
         gflops_best = flops / (minima["inference"] / 1e3) / 1e9
         rows.append({
-            "configuration": config.name, "engine": repr(engine), "backend_reason": engine.backend_reason,
+            "configuration": config.name, "model": str(checkpoint_of(config.model or args.model)),
+            "architecture": engine.architecture, "architecture_kwargs": engine.kwargs, "engine": repr(engine),
+            "backend_reason": engine.backend_reason,
             "roi": config.roi, "threads": engine.threads, "median_ms": medians, "min_ms": minima,
             "end_to_end_ms": record["end_to_end"], "network_rows": net_rows,
             "speedup_vs_old": old_median / medians["end_to_end"],
@@ -311,19 +321,23 @@ def main(argv: list[str] | None = None) -> int:
             "fraction_of_peak_fastest_frame": gflops_best / peak["gflops"] if peak["gflops"] else None,
         })
 
-    best = min(rows, key=lambda row: row["median_ms"]["end_to_end"])
+    main_rows, other_rows = rows[:len(CONFIGS)], rows[len(CONFIGS):]  # --model's, then the --also models'
+    best = min(main_rows, key=lambda row: row["median_ms"]["end_to_end"])
     full_onnx = next(row for row in rows if row["configuration"] == "onnx, full frame, threads chosen")
     verdict = {
         "goal_end_to_end_ms": GOAL_END_TO_END_MS, "best_configuration": best["configuration"],
         "best_end_to_end_ms": best["median_ms"]["end_to_end"],
         "end_to_end_goal_met": best["median_ms"]["end_to_end"] <= GOAL_END_TO_END_MS,
         "goal_fraction_of_peak": GOAL_PEAK_FRACTION,
-        "best_fraction_of_peak": max(row["fraction_of_peak"] or 0.0 for row in rows),
-        "peak_goal_met": max(row["fraction_of_peak"] or 0.0 for row in rows) >= GOAL_PEAK_FRACTION,
+        "best_fraction_of_peak": max(row["fraction_of_peak"] or 0.0 for row in main_rows),
+        "peak_goal_met": max(row["fraction_of_peak"] or 0.0 for row in main_rows) >= GOAL_PEAK_FRACTION,
         "full_frame_network_ms_at_peak": full_onnx["network_gflop"] / peak["gflops"] * 1e3 if peak["gflops"] else None,
         "roi_network_ms_at_peak": best["network_gflop"] / peak["gflops"] * 1e3 if peak["gflops"] else None,
-        "best_end_to_end_ms_fastest_frame": min(row["min_ms"]["end_to_end"] for row in rows),
-        "best_fraction_of_peak_fastest_frame": max(row["fraction_of_peak_fastest_frame"] or 0.0 for row in rows),
+        "best_end_to_end_ms_fastest_frame": min(row["min_ms"]["end_to_end"] for row in main_rows),
+        "best_fraction_of_peak_fastest_frame": max(row["fraction_of_peak_fastest_frame"] or 0.0 for row in main_rows),
+        "other_models": {row["model"]: {"end_to_end_ms": row["median_ms"]["end_to_end"],
+                                        "end_to_end_goal_met": row["median_ms"]["end_to_end"] <= GOAL_END_TO_END_MS,
+                                        "fraction_of_peak": row["fraction_of_peak"]} for row in other_rows},
     }
 
     print(f"\nCPU: {cpu.get('model_name')} (vendor {cpu.get('vendor')}, family {cpu.get('family'):#x}, model "
@@ -341,7 +355,8 @@ def main(argv: list[str] | None = None) -> int:
     if default_torch_threads == cores:
         print(f"- threads: torch's default here is already the {cores} cores available, so 'threads chosen' and "
               "'default threads' run alike; their rows differ by noise only")
-    print(f"\n{architecture} at {width}x{height}, {len(frames)} frames (medians, ms); network GFLOP at the rows "
+    print(f"\n{main_rows[0]['architecture']} at {width}x{height}, {len(frames)} frames (medians, ms); "
+          "network GFLOP at the rows "
           "it ran (the counter leaves out DA-CSPN's element-wise refinement)")
     print(f"{'configuration':<46} {'e2e':>7} {'net':>7} {'rest':>6} {'rows':>5} {'x old':>6} {'GFLOP':>6} "
           f"{'GFLOP/s':>8} {'%peak':>6} {'RMSE mm':>8} {'mean|d| m':>10}")
@@ -373,6 +388,10 @@ def main(argv: list[str] | None = None) -> int:
           f"{'met' if verdict['peak_goal_met'] else 'NOT met'} (best {100 * verdict['best_fraction_of_peak']:.0f} %)")
     print(f"(fastest frames: {verdict['best_end_to_end_ms_fastest_frame']:.0f} ms, "
           f"{100 * verdict['best_fraction_of_peak_fastest_frame']:.0f} % of the peak)")
+    for model, figures in verdict["other_models"].items():
+        print(f"{model} on the new path: {figures['end_to_end_ms']:.0f} ms end to end "
+              f"({'meets' if figures['end_to_end_goal_met'] else 'does NOT meet'} the goal), "
+              f"{100 * (figures['fraction_of_peak'] or 0):.0f} % of the assumed peak")
     if verdict["full_frame_network_ms_at_peak"]:
         print(f"(at 100 % of the assumed peak the network alone would take "
               f"{verdict['full_frame_network_ms_at_peak']:.0f} ms on the full frame, "
@@ -380,7 +399,8 @@ def main(argv: list[str] | None = None) -> int:
 
     write_json(args.json, {
         "benchmark": "cpu_speed", "command": " ".join(["python", "benchmarks/bench_cpu_speed.py", *sys.argv[1:]]),
-        "model": str(checkpoint), "architecture": architecture, "image": [width, height], "frames": len(frames),
+        "model": main_rows[0]["model"], "architecture": main_rows[0]["architecture"], "image": [width, height],
+        "frames": len(frames),
         "warmup": args.warmup, "load_average_before_after": [load_before[0], load_after[0]],
         "cpu": {key: value for key, value in cpu.items() if key != "flags"},
         "cpu_flags_relevant": sorted(set(cpu.get("flags", ())) & {"avx", "avx2", "fma", "avx512f", "avx512_bf16",

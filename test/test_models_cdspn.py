@@ -197,8 +197,8 @@ def test_dacspn_with_zero_affinities_is_identity():
     refiner = DACSPN({1: 6, 2: 5}, iterations=5)
     _, sparse = make_inputs(batch=1, height=16, width=20, seed=5, density=0.2)
     coarse = 10.0 + 30.0 * torch.rand(1, 1, 16, 20)
-    zero = [([torch.zeros(1, k * k - 1, 16, 20) for k in (3, 5, 7)], torch.softmax(torch.randn(1, 3, 16, 20), 1))
-            for _ in refiner.dilations]
+    zero = [([normalize_affinities(torch.zeros(1, k * k - 1, 16, 20)) for k in (3, 5, 7)],
+             torch.softmax(torch.randn(1, 3, 16, 20), 1)) for _ in refiner.dilations]
     refined = refiner.refine(coarse, sparse, zero)
     valid = sparse > 0
     torch.testing.assert_close(refined[~valid], coarse[~valid], rtol=1e-6, atol=0)
@@ -220,6 +220,37 @@ def test_model_with_zeroed_guidance_returns_coarse_depth_off_sparse_pixels():
     coarse = features["coarse_depth"]
     torch.testing.assert_close(after[~valid], coarse[~valid], rtol=1e-6, atol=0)
     assert not torch.allclose(before[~valid], coarse[~valid])  # with its own guidance it refines
+
+
+@pytest.mark.parametrize("kept", [(3, 5), (5,)])
+def test_fewer_kernel_sizes_take_the_trained_guidance_of_the_kept_ones(kept):
+    """Adapted from a (3, 5, 7) network, a network with a subset of the kernel sizes predicts the same
+    normalised affinities for the kept sizes, and kernel-size weights equal to the trained mixture
+    renormalised over them (all 1 with one size)."""
+    torch.manual_seed(11)
+    full = CDSPN(width=8, iterations=2).eval()
+    for module in full.modules():  # trained-looking batch statistics, so that the rows matter
+        if isinstance(module, nn.BatchNorm2d):
+            module.running_mean.uniform_(-0.5, 0.5)
+            module.running_var.uniform_(0.5, 2.0)
+    lite = CDSPN(width=8, iterations=2, kernel_sizes=kept).eval()
+    lite.load_state_dict(lite.adapt_init_state_dict(full.state_dict(), {"width": 8}))
+    features = {1: torch.randn(1, full.refinement.stages[1].affinity["k3"][0].in_channels, 8, 12),
+                2: torch.randn(1, full.refinement.stages[0].affinity["k3"][0].in_channels, 4, 6)}
+    with torch.no_grad():
+        full_guidance = full.refinement.predict_guidance(features, (8, 12))
+        lite_guidance = lite.refinement.predict_guidance(features, (8, 12))
+    indices = [(3, 5, 7).index(k) for k in kept]
+    for (full_affinities, full_weights), (lite_affinities, lite_weights) in zip(full_guidance, lite_guidance):
+        for index, (neighbours, centre) in zip(indices, lite_affinities):
+            torch.testing.assert_close(neighbours, full_affinities[index][0])
+            torch.testing.assert_close(centre, full_affinities[index][1])
+        restricted = full_weights[:, indices]
+        torch.testing.assert_close(lite_weights, restricted / restricted.sum(1, keepdim=True))
+    same = lite.adapt_init_state_dict(lite.state_dict(), {"kernel_sizes": kept})
+    assert same.keys() == lite.state_dict().keys()  # nothing to adapt from its own sizes
+    with pytest.raises(ValueError, match="not a subset"):
+        lite.refinement.state_dict_from_kernel_sizes(full.state_dict(), (3, 9), prefix="refinement.")
 
 
 def test_affinity_normalisation():

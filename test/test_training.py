@@ -495,6 +495,28 @@ def test_init_with_new_layers_takes_every_other_weight_from_the_checkpoint(synth
     assert "new_layers" not in TrainConfig.from_dict(tiny_config(synthetic_kitti, "cdspn_x32")).to_dict()["model"]
 
 
+def test_init_with_fewer_refinement_kernel_sizes_keeps_the_kept_heads(synthetic_kitti, tmp_path):
+    """A CDSPN whose DA-CSPN++ has a subset of the kernel sizes starts from a full one: every weight but
+    the dropped affinity heads is taken, the confidence keeps its kept rows; sizes that are not a subset
+    still fail to load."""
+    source = build_model("cdspn_x32", **TINY_KWARGS["cdspn_x32"])
+    path = save_checkpoint(tmp_path / "full.pt", source)
+    config = tiny_config(synthetic_kitti, "cdspn_x32", loss={"type": "l1"})
+    config["model"]["kwargs"].update(kernel_sizes=[3, 7], iterations=2)
+    config["model"]["init"] = str(path)
+    trainer = Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run")
+    state, full = trainer.model.state_dict(), source.state_dict()
+    assert not any(".affinity.k5." in key for key in state)
+    for key, value in state.items():
+        expected = full[key]
+        if ".confidence." in key and expected.dim() >= 1 and expected.shape[0] == 3:
+            expected = expected[[0, 2]]
+        assert torch.equal(value, expected), key
+    config["model"]["kwargs"]["kernel_sizes"] = [3, 9]
+    with pytest.raises(ValueError, match="(?s)model.init.*affinity.k9"):
+        Trainer(TrainConfig.from_dict(config), out_dir=tmp_path / "run2")
+
+
 # ------------------------------------------------------------------------------ several worlds
 @pytest.fixture(scope="module")
 def second_world(tmp_path_factory):

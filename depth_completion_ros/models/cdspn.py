@@ -72,6 +72,7 @@ BASE_WIDTH = 32
 STRIDE_MULTIPLE = 16  # four stride-2 layers in the colour encoder
 DEFAULT_DEPTH_SCALE = 80.0  # metres; KITTI depths lie within it
 PRIORS = ("morphological",)
+DEFAULT_KERNEL_SIZES = (3, 5, 7)  # DA-CSPN++ as in PENet
 # Initial logit of the prior in the eq. 3.1 softmax. The branches' confidence logits of a trained
 # backbone lie around 0.5-1, so 3 starts the fusion at about 80 % prior, with gradient left to move it.
 PRIOR_CONFIDENCE_INIT = 3.0
@@ -179,7 +180,7 @@ class CDSPN(nn.Module):
         morphologically filled pseudo-depth).
     """
 
-    def __init__(self, width: int = 32, iterations: int = 6, dilations=(2, 1), kernel_sizes=(3, 5, 7),
+    def __init__(self, width: int = 32, iterations: int = 6, dilations=(2, 1), kernel_sizes=DEFAULT_KERNEL_SIZES,
                  depth_scale: float = DEFAULT_DEPTH_SCALE, channels: dict | None = None,
                  prior: str | None = None):
         super().__init__()
@@ -214,6 +215,16 @@ class CDSPN(nn.Module):
             nn.init.constant_(self.prior_confidence.bias, PRIOR_CONFIDENCE_INIT)
         self.register_buffer("rgb_mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
+
+    def adapt_init_state_dict(self, state_dict: dict, kwargs: dict) -> dict:
+        """Weights of a CDSPN built with `kwargs` made to fit this one where that is exact: a DA-CSPN++ with
+        a subset of the trained kernel sizes (e.g. (3, 5) from PENet's (3, 5, 7), for a cheaper refinement)
+        keeps the kept sizes' affinity heads and confidence rows. Anything else passes unchanged (and
+        loading then names what does not fit)."""
+        source_sizes = tuple(kwargs.get("kernel_sizes", DEFAULT_KERNEL_SIZES))
+        if set(self.refinement.kernel_sizes) < set(source_sizes):
+            return self.refinement.state_dict_from_kernel_sizes(state_dict, source_sizes, prefix="refinement.")
+        return state_dict
 
     # -- parameter groups -------------------------------------------------------------------------
     def prunable_layers(self) -> "OrderedDict[str, nn.Module]":

@@ -96,6 +96,14 @@ def propagate(initial: torch.Tensor, anchor: torch.Tensor, raw_affinity: torch.T
     elif kernel_size is None:
         kernel_size = kernel_size_of(raw_affinity)
     neighbour_weights, centre = normalize_affinities(raw_affinity, eps)
+    return propagate_normalized(initial, anchor, neighbour_weights, centre, sparse, dilation, iterations, kernel_size)
+
+
+def propagate_normalized(initial: torch.Tensor, anchor: torch.Tensor, neighbour_weights: torch.Tensor,
+                         centre: torch.Tensor, sparse: torch.Tensor, dilation: int, iterations: int,
+                         kernel_size: int) -> torch.Tensor:
+    """`propagate` with the affinities already normalised (`normalize_affinities`): neighbour weights
+    [B, k*k-1, H, W] and centre weight [B, 1, H, W]. Inputs are not checked again."""
     # One dense plane per tap (affinities may arrive channels-last), reused by every iteration.
     neighbour_weights = neighbour_weights.contiguous()
     anchor_term = centre * anchor
@@ -224,25 +232,55 @@ class DACSPN(nn.Module):
         self.eps = eps
         self.stages = nn.ModuleList(GuidanceHead(feature_channels[d], kernel_sizes) for d in dilations)
 
+    def state_dict_from_kernel_sizes(self, state_dict: Mapping[str, torch.Tensor], kernel_sizes: Sequence[int],
+                                     prefix: str = "") -> dict:
+        """A state dict for this module from one trained with more kernel sizes (`kernel_sizes`, a superset
+        of this module's): the affinity heads of the dropped sizes are left out, and the kernel-size
+        confidence keeps the rows of the kept sizes, so its softmax is the trained mixture renormalised over
+        them (with one size left there is no confidence). Keys outside `prefix` pass unchanged."""
+        kernel_sizes = tuple(kernel_sizes)
+        if kernel_sizes == self.kernel_sizes:
+            return dict(state_dict)
+        if not set(self.kernel_sizes) <= set(kernel_sizes):
+            raise ValueError(f"kernel sizes {self.kernel_sizes} are not a subset of {kernel_sizes}")
+        kept_rows = torch.tensor([kernel_sizes.index(k) for k in self.kernel_sizes])
+        dropped = {f"k{k}" for k in kernel_sizes if k not in self.kernel_sizes}
+        adapted = {}
+        for key, value in state_dict.items():
+            parts = key[len(prefix):].split(".") if key.startswith(prefix) else []
+            # stages.<s>.affinity.k<k>.<layer>... / stages.<s>.confidence.<layer>.<tensor>
+            if len(parts) > 3 and parts[0] == "stages" and parts[2] == "affinity" and parts[3] in dropped:
+                continue
+            if len(parts) > 2 and parts[0] == "stages" and parts[2] == "confidence":
+                if len(self.kernel_sizes) == 1:
+                    continue
+                if value.dim() >= 1 and value.shape[0] == len(kernel_sizes):
+                    value = value[kept_rows].clone()
+            adapted[key] = value
+        return adapted
+
     def predict_guidance(self, features: Mapping[int, torch.Tensor], size: tuple[int, int]
-                         ) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
-        """Per stage: (raw affinities per kernel size, kernel-size weights summing to 1), all on the
-        depth grid `size` (nearest up-sampling from the feature grid)."""
+                         ) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]]:
+        """Per stage: ([(neighbour weights, centre weight) per kernel size], kernel-size weights summing to
+        1), all on the depth grid `size`. Both normalisations are per pixel, so they run on the feature
+        grid and their results are nearest-up-sampled: the same values as normalising after the
+        up-sampling, with 1/d^2 of the work for a stage of dilation d."""
         guidance = []
         for dilation, head in zip(self.dilations, self.stages):
             if dilation not in features:
                 raise ValueError(f"guidance features for scale {dilation} are missing (have {sorted(features)})")
             affinities, logits = head(features[dilation])
-            affinities = [_resize_nearest(a, size) for a in affinities]
+            normalized = [tuple(_resize_nearest(t, size) for t in normalize_affinities(a, self.eps))
+                          for a in affinities]
             if logits is None:
                 weights = affinities[0].new_ones((affinities[0].shape[0], 1, *size))
             else:
-                weights = torch.softmax(_resize_nearest(logits, size), dim=1)
-            guidance.append((affinities, weights))
+                weights = _resize_nearest(torch.softmax(logits, dim=1), size)
+            guidance.append((normalized, weights))
         return guidance
 
     def refine(self, coarse: torch.Tensor, sparse: torch.Tensor,
-               guidance: Sequence[tuple[Sequence[torch.Tensor], torch.Tensor]],
+               guidance: Sequence[tuple[Sequence[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]],
                return_stages: bool = False):
         """The propagation itself, given guidance as returned by `predict_guidance` (one entry per
         stage). Returns refined depth [B,1,H,W], and the list of stage outputs with `return_stages`."""
@@ -255,9 +293,9 @@ class DACSPN(nn.Module):
             if len(affinities) != len(self.kernel_sizes):
                 raise ValueError(f"{len(affinities)} affinity maps for {len(self.kernel_sizes)} kernel sizes")
             mixed = None
-            for index, (kernel_size, raw) in enumerate(zip(self.kernel_sizes, affinities)):
-                result = propagate(previous, previous, raw, sparse, dilation, self.iterations, self.eps,
-                                   kernel_size=kernel_size)
+            for index, (kernel_size, (neighbours, centre)) in enumerate(zip(self.kernel_sizes, affinities)):
+                result = propagate_normalized(previous, previous, neighbours, centre, sparse, dilation,
+                                              self.iterations, kernel_size)
                 term = weights[:, index:index + 1] * result
                 mixed = term if mixed is None else mixed + term
             # The mixture re-weights equal values at sparse pixels; select them back bit-exactly.

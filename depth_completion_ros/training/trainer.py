@@ -255,8 +255,14 @@ class Trainer:
         if unknown:
             raise ValueError(f"model.new_layers: {self.config.model.name} {self.config.model.kwargs} has no "
                              f"module {', '.join(unknown)}")
+        state_dict = checkpoint.state_dict
+        adapt = getattr(self.model, "adapt_init_state_dict", None)
+        if callable(adapt):
+            state_dict = adapt(state_dict, checkpoint.kwargs)
+            if state_dict.keys() != checkpoint.state_dict.keys():
+                LOGGER.info("model.init: %s adapted to %s %s", path, self.config.model.name, self.config.model.kwargs)
         try:
-            result = self.model.load_state_dict(checkpoint.state_dict, strict=not new_layers)
+            result = self.model.load_state_dict(state_dict, strict=not new_layers)
         except RuntimeError as error:
             hint = "" if new_layers else (" (modules that model.kwargs adds and the checkpoint lacks can start "
                                           "from their own initialisation: name them in model.new_layers)")
