@@ -273,6 +273,18 @@ def test_onnx_matches_torch_at_another_size(default_engine, exported):
     assert difference < ONNX_TOLERANCE_M
 
 
+def test_lite_refinement_exports_and_matches_torch(tmp_path):
+    """The lite configuration (kernels 3 and 5, separable guidance, the in-network prior) exports with
+    dynamic H/W and gives PyTorch's depth; the ONNX file records its architecture kwargs."""
+    lite = {"kernel_sizes": (3, 5), "iterations": 2, "guidance": "separable", "prior": "morphological"}
+    engine = Engine.from_name(SMALL_MODEL, device="cpu", precision="fp32", seed=1, **lite)
+    path = save_checkpoint(tmp_path / "lite.pt", engine.model)
+    onnx_engine = Engine.from_checkpoint(path, device="cpu", backend="onnx")
+    assert onnx_engine.backend == "onnx" and onnx_engine.kwargs["guidance"] == "separable"
+    rgb, sparse = _frame(seed=6)
+    assert np.abs(onnx_engine.predict(rgb, sparse) - engine.predict(rgb, sparse)).max() < ONNX_TOLERANCE_M
+
+
 class PadsOnlyWhenNeeded(nn.Module):
     """An encoder-decoder whose padding sits behind a Python branch on the input size: tracing at a size
     that needs no padding drops the padding from the graph."""

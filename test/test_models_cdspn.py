@@ -253,6 +253,36 @@ def test_fewer_kernel_sizes_take_the_trained_guidance_of_the_kept_ones(kept):
         lite.refinement.state_dict_from_kernel_sizes(full.state_dict(), (3, 9), prefix="refinement.")
 
 
+def test_separable_guidance_from_rank_one_dense_kernels_is_exact():
+    """Dense guidance kernels that are, per input channel, one kernel times a per-output scale convert to
+    separable guidance without error; general kernels convert to an approximation that keeps the weights'
+    shapes, and the separable head has about 1/8 of the dense head's multiply-adds."""
+    torch.manual_seed(12)
+    dense = CDSPN(width=8, iterations=2, kernel_sizes=(3, 5)).eval()
+    separable = CDSPN(width=8, iterations=2, kernel_sizes=(3, 5), guidance="separable").eval()
+    state = dense.state_dict()
+    for stage, head in enumerate(dense.refinement.stages):
+        channels = head.affinity["k3"][0].in_channels
+        taps = torch.randn(channels, 3, 3)
+        prefix = f"refinement.stages.{stage}."
+        for key in (prefix + "affinity.k3.0.weight", prefix + "affinity.k5.0.weight", prefix + "confidence.0.weight"):
+            outputs = state[key].shape[0]
+            state[key] = torch.randn(outputs, channels, 1, 1) * taps  # rank 1 per input channel
+    dense.load_state_dict(state)
+    separable.load_state_dict(separable.adapt_init_state_dict(dense.state_dict(), {"width": 8, "kernel_sizes": (3, 5)}))
+    rgb, sparse = make_inputs(seed=13)
+    with torch.no_grad():
+        torch.testing.assert_close(separable(rgb, sparse), dense(rgb, sparse), rtol=1e-4, atol=1e-4)
+    general = CDSPN(width=8, iterations=2, kernel_sizes=(3, 5)).state_dict()
+    converted = separable.adapt_init_state_dict(general, {"width": 8, "kernel_sizes": (3, 5)})
+    assert separable.load_state_dict(converted).missing_keys == []
+    multiply_adds_per_pixel = [sum(m.weight.numel() for m in head.modules() if isinstance(m, nn.Conv2d))
+                               for head in (dense.refinement.stages[1], separable.refinement.stages[1])]
+    assert multiply_adds_per_pixel[1] * 5 < multiply_adds_per_pixel[0]
+    with pytest.raises(ValueError, match="guidance convolution must be one of"):
+        CDSPN(width=8, guidance="sparse")
+
+
 def test_affinity_normalisation():
     raw = torch.randn(2, 8, 5, 6)
     neighbours, centre = normalize_affinities(raw)

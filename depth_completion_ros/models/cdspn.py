@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import SeparableConvBlock
-from .dacspn import DACSPN
+from .dacspn import DACSPN, separable_from_dense
 from .prior import morphological_prior
 from .registry import check_inputs, register_model
 
@@ -178,11 +178,13 @@ class CDSPN(nn.Module):
         fused coarse depth, so an anchor that already keeps the interpolation between returns is what
         the refinement then corrects (cf. DenseLiDAR, Gu et al., RA-L 2021, which refines a
         morphologically filled pseudo-depth).
+    guidance: "dense" (PENet's DA-CSPN++, as in the thesis) or "separable" (depth-wise separable guidance
+        convolutions, a cheaper refinement; see `dacspn.GuidanceHead`).
     """
 
     def __init__(self, width: int = 32, iterations: int = 6, dilations=(2, 1), kernel_sizes=DEFAULT_KERNEL_SIZES,
                  depth_scale: float = DEFAULT_DEPTH_SCALE, channels: dict | None = None,
-                 prior: str | None = None):
+                 prior: str | None = None, guidance: str = "dense"):
         super().__init__()
         if isinstance(width, bool) or not isinstance(width, int) or width < 1:
             raise ValueError(f"width must be a positive integer, got {width!r}")
@@ -208,7 +210,7 @@ class CDSPN(nn.Module):
         feature_channels = {scale: sum(sizes[layer][1] for layer in layers)
                             for scale, layers in GUIDANCE_INPUTS.items()}
         self.refinement = DACSPN(feature_channels, kernel_sizes=kernel_sizes, dilations=dilations,
-                                 iterations=iterations)
+                                 iterations=iterations, guidance=guidance)
         if prior is not None:
             self.prior_confidence = nn.Conv2d(sizes["depth_d3"][1], 1, kernel_size=1)
             nn.init.zeros_(self.prior_confidence.weight)
@@ -217,13 +219,17 @@ class CDSPN(nn.Module):
         self.register_buffer("rgb_std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
 
     def adapt_init_state_dict(self, state_dict: dict, kwargs: dict) -> dict:
-        """Weights of a CDSPN built with `kwargs` made to fit this one where that is exact: a DA-CSPN++ with
-        a subset of the trained kernel sizes (e.g. (3, 5) from PENet's (3, 5, 7), for a cheaper refinement)
-        keeps the kept sizes' affinity heads and confidence rows. Anything else passes unchanged (and
-        loading then names what does not fit)."""
+        """Weights of a CDSPN built with `kwargs` made to fit this one, for a cheaper DA-CSPN++ that starts
+        from a trained one: a subset of the trained kernel sizes (e.g. (3, 5) from PENet's (3, 5, 7)) keeps
+        the kept sizes' affinity heads and confidence rows (exact); separable guidance from dense guidance
+        takes each input channel's best rank-1 factorisation (`dacspn.separable_from_dense`, approximate).
+        Anything else passes unchanged (and loading then names what does not fit)."""
         source_sizes = tuple(kwargs.get("kernel_sizes", DEFAULT_KERNEL_SIZES))
         if set(self.refinement.kernel_sizes) < set(source_sizes):
-            return self.refinement.state_dict_from_kernel_sizes(state_dict, source_sizes, prefix="refinement.")
+            state_dict = self.refinement.state_dict_from_kernel_sizes(state_dict, source_sizes, prefix="refinement.")
+        if self.refinement.guidance == "separable" and kwargs.get("guidance", "dense") == "dense":
+            for stage in range(len(self.refinement.stages)):
+                state_dict = separable_from_dense(state_dict, prefix=f"refinement.stages.{stage}.")
         return state_dict
 
     # -- parameter groups -------------------------------------------------------------------------

@@ -172,29 +172,71 @@ def _tap_slices(kernel_size: int, dilation: int) -> list[tuple[slice, slice]]:
     return slices
 
 
-class GuidanceHead(nn.Module):
-    """Per-stage guidance: for each kernel size k a dense 3x3 conv + BatchNorm predicting the k*k - 1
-    raw affinities, and (with several kernel sizes) a 3x3 conv + BatchNorm predicting the logits of the
-    per-pixel kernel-size confidence."""
+GUIDANCE_CONVOLUTIONS = ("dense", "separable")
 
-    def __init__(self, in_channels: int, kernel_sizes: Sequence[int]):
+
+class GuidanceHead(nn.Module):
+    """Per-stage guidance: for each kernel size k a 3x3 conv + BatchNorm predicting the k*k - 1 raw
+    affinities, and (with several kernel sizes) a 3x3 conv + BatchNorm predicting the logits of the
+    per-pixel kernel-size confidence.
+
+    convolution "dense" (PENet's): each head is a dense 3x3 conv. "separable": one depth-wise 3x3 conv
+    shared by every head, then a point-wise conv per head, about 1/8 of the multiply-adds for the same
+    outputs (the guidance convolutions are most of DA-CSPN++'s FLOPs at full resolution). A trained dense
+    head converts to it approximately, see `separable_from_dense`.
+    """
+
+    def __init__(self, in_channels: int, kernel_sizes: Sequence[int], convolution: str = "dense"):
         super().__init__()
+        if convolution not in GUIDANCE_CONVOLUTIONS:
+            raise ValueError(f"guidance convolution must be one of {GUIDANCE_CONVOLUTIONS}, got {convolution!r}")
         self.kernel_sizes = tuple(kernel_sizes)
-        self.affinity = nn.ModuleDict({
-            f"k{k}": nn.Sequential(nn.Conv2d(in_channels, k * k - 1, 3, padding=1, bias=False),
-                                   nn.BatchNorm2d(k * k - 1))
-            for k in self.kernel_sizes
-        })
-        self.confidence = None
-        if len(self.kernel_sizes) > 1:
-            self.confidence = nn.Sequential(nn.Conv2d(in_channels, len(self.kernel_sizes), 3, padding=1, bias=False),
-                                            nn.BatchNorm2d(len(self.kernel_sizes)))
+        self.convolution = convolution
+        separable = convolution == "separable"
+        self.depthwise = (nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False)
+                          if separable else None)
+
+        def head(out_channels: int) -> nn.Sequential:
+            conv = (nn.Conv2d(in_channels, out_channels, 1, bias=False) if separable
+                    else nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False))
+            return nn.Sequential(conv, nn.BatchNorm2d(out_channels))
+
+        self.affinity = nn.ModuleDict({f"k{k}": head(k * k - 1) for k in self.kernel_sizes})
+        self.confidence = head(len(self.kernel_sizes)) if len(self.kernel_sizes) > 1 else None
 
     def forward(self, features: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor | None]:
         """features [B, C, h, w] -> ([raw affinity [B, k*k-1, h, w] per kernel size], confidence logits or None)."""
+        if self.depthwise is not None:
+            features = self.depthwise(features)
         affinities = [self.affinity[f"k{k}"](features) for k in self.kernel_sizes]
         logits = None if self.confidence is None else self.confidence(features)
         return affinities, logits
+
+
+def separable_from_dense(state_dict: Mapping[str, torch.Tensor], prefix: str) -> dict:
+    """A separable `GuidanceHead`'s weights (prefix = the head's, e.g. "refinement.stages.0.") from a
+    dense one's: per input channel c, the dense kernels of every head, W[:, c] (outputs x 9 taps), are
+    replaced by their best rank-1 product p_c d_c^T (SVD): d_c becomes the shared depth-wise kernel of
+    channel c and p_c column c of the heads' point-wise weights. BatchNorms are kept. The result is an
+    approximation to fine-tune from, not the same function."""
+    convs = [key for key in state_dict if key.startswith(prefix) and key.endswith(".0.weight")
+             and state_dict[key].dim() == 4 and state_dict[key].shape[-1] == 3]
+    if not convs:
+        return dict(state_dict)
+    stacked = torch.cat([state_dict[key] for key in convs], 0).float()  # [outputs, C, 3, 3]
+    outputs, channels = stacked.shape[:2]
+    per_channel = stacked.permute(1, 0, 2, 3).reshape(channels, outputs, 9)
+    u, s, vh = torch.linalg.svd(per_channel, full_matrices=False)
+    pointwise = (u[:, :, 0] * s[:, :1]).t()  # [outputs, C]
+    depthwise = vh[:, 0, :].reshape(channels, 1, 3, 3)
+    adapted = {key: value for key, value in state_dict.items() if key not in convs}
+    adapted[f"{prefix}depthwise.weight"] = depthwise
+    start = 0
+    for key in convs:
+        count = state_dict[key].shape[0]
+        adapted[key] = pointwise[start:start + count].reshape(count, channels, 1, 1).clone()
+        start += count
+    return adapted
 
 
 class DACSPN(nn.Module):
@@ -203,11 +245,13 @@ class DACSPN(nn.Module):
     feature_channels: {scale: channels} of the guidance features; stage s (dilation d_s) reads the
     feature map of scale d_s (1/d_s of the depth grid). kernel_sizes: CSPN++ kernel sizes mixed per
     pixel (PENet: 3, 5, 7). dilations: one stage per entry, run in order (PENet: 2 then 1).
-    iterations: propagation steps per stage and kernel size (PENet: 6).
+    iterations: propagation steps per stage and kernel size (PENet: 6). guidance: "dense" (PENet's 3x3
+    guidance convolutions) or "separable" (see `GuidanceHead`).
     """
 
     def __init__(self, feature_channels: Mapping[int, int], kernel_sizes: Sequence[int] = (3, 5, 7),
-                 dilations: Sequence[int] = (2, 1), iterations: int = 6, eps: float = DEFAULT_EPS):
+                 dilations: Sequence[int] = (2, 1), iterations: int = 6, eps: float = DEFAULT_EPS,
+                 guidance: str = "dense"):
         super().__init__()
         kernel_sizes = tuple(kernel_sizes)
         dilations = tuple(dilations)
@@ -230,7 +274,8 @@ class DACSPN(nn.Module):
         self.dilations = dilations
         self.iterations = iterations
         self.eps = eps
-        self.stages = nn.ModuleList(GuidanceHead(feature_channels[d], kernel_sizes) for d in dilations)
+        self.guidance = guidance
+        self.stages = nn.ModuleList(GuidanceHead(feature_channels[d], kernel_sizes, guidance) for d in dilations)
 
     def state_dict_from_kernel_sizes(self, state_dict: Mapping[str, torch.Tensor], kernel_sizes: Sequence[int],
                                      prefix: str = "") -> dict:
