@@ -61,7 +61,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .blocks import SeparableConvBlock
+from .blocks import SeparableConvBlock, softmax_planes
 from .dacspn import DACSPN, separable_from_dense
 from .prior import morphological_prior
 from .registry import check_inputs, register_model
@@ -322,15 +322,15 @@ class CDSPN(nn.Module):
 
         # Eq. 3.1: softmax over the two confidences weighs the two depths (and the prior, if any).
         if self.prior is None:
-            fusion_weights = torch.softmax(torch.cat([rgb_confidence, depth_confidence], 1), dim=1)
-            coarse = (fusion_weights[:, 0:1] * rgb_depth + fusion_weights[:, 1:2] * depth_depth) * self.depth_scale
+            fusion_weights = softmax_planes([rgb_confidence, depth_confidence])
+            coarse = (fusion_weights[0] * rgb_depth + fusion_weights[1] * depth_depth) * self.depth_scale
         else:
             prior_depth = morphological_prior(sparse)
             prior_logit = self.prior_confidence(f["depth_d3"])
             prior_logit = torch.where(prior_depth > 0, prior_logit, torch.full_like(prior_logit, NO_PRIOR_LOGIT))
-            fusion_weights = torch.softmax(torch.cat([rgb_confidence, depth_confidence, prior_logit], 1), dim=1)
-            coarse = ((fusion_weights[:, 0:1] * rgb_depth + fusion_weights[:, 1:2] * depth_depth) * self.depth_scale
-                      + fusion_weights[:, 2:3] * prior_depth)
+            fusion_weights = softmax_planes([rgb_confidence, depth_confidence, prior_logit])
+            coarse = ((fusion_weights[0] * rgb_depth + fusion_weights[1] * depth_depth) * self.depth_scale
+                      + fusion_weights[2] * prior_depth)
 
         stages = []
         if refine:
@@ -352,7 +352,7 @@ class CDSPN(nn.Module):
         f["rgb_branch_confidence"] = crop(rgb_confidence)
         f["depth_branch_depth"] = crop(depth_depth * self.depth_scale)
         f["depth_branch_confidence"] = crop(depth_confidence)
-        f["fusion_weights"] = crop(fusion_weights)
+        f["fusion_weights"] = crop(torch.cat(fusion_weights, 1))
         if self.prior is not None:
             f["prior_depth"] = crop(prior_depth)
             f["prior_confidence"] = crop(prior_logit)

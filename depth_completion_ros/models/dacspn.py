@@ -38,6 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .blocks import softmax_planes
+
 SUPPORTED_DILATIONS = (1, 2, 4, 8)
 DEFAULT_EPS = 1e-6
 
@@ -320,7 +322,7 @@ class DACSPN(nn.Module):
             if logits is None:
                 weights = affinities[0].new_ones((affinities[0].shape[0], 1, *size))
             else:
-                weights = _resize_nearest(torch.softmax(logits, dim=1), size)
+                weights = _resize_nearest(torch.cat(softmax_planes(list(logits.split(1, dim=1))), 1), size)
             guidance.append((normalized, weights))
         return guidance
 
