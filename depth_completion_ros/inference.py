@@ -411,12 +411,24 @@ def _onnx_precision_backend(onnx_path: str | Path) -> str:
     return "onnx-int8" if read_onnx_metadata(onnx_path).get(META_PRECISION) == "int8" else "onnx"
 
 
+def model_code_digest(folder: str | Path | None = None) -> str:
+    """SHA-256 (first 16 hex digits) of the network code (`depth_completion_ros/models/*.py`, or `folder`'s):
+    an exported graph depends on it as much as on the weights."""
+    folder = Path(folder) if folder is not None else Path(__file__).resolve().parent / "models"
+    digest = hashlib.sha256()
+    for path in sorted(folder.glob("*.py")):
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
 def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
     """Where `Engine.from_checkpoint(backend="onnx")` keeps the exported graph of a checkpoint.
 
     `$DCROS_CACHE_DIR`, else `$XDG_CACHE_HOME/depth_completion_ros`, else `~/.cache/depth_completion_ros`;
-    the file name holds the checkpoint's SHA-256, the opset and the package version, so a changed
-    checkpoint or a new release never reuses a stale graph.
+    the file name holds the checkpoint's SHA-256, the opset, the package version and a digest of the
+    network code, so a changed checkpoint, a new release or changed network code (an editable install)
+    never reuses a stale graph.
     """
     checkpoint_path = Path(checkpoint_path)
     digest = hashlib.sha256()
@@ -425,7 +437,9 @@ def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET) -> 
             digest.update(block)
     root = os.environ.get("DCROS_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "depth_completion_ros")
-    return Path(root) / "onnx" / f"{checkpoint_path.stem}-{digest.hexdigest()[:16]}-opset{opset}-v{__version__}.onnx"
+    name = (f"{checkpoint_path.stem}-{digest.hexdigest()[:16]}-opset{opset}-v{__version__}"
+            f"-code{model_code_digest()}.onnx")
+    return Path(root) / "onnx" / name
 
 
 def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3, threads: int | None = None):

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -325,6 +326,25 @@ def test_onnx_backend_from_checkpoint_exports_once_to_cache(checkpoint_path, tmp
     rgb, sparse = _frame(seed=6)
     torch_engine = Engine.from_checkpoint(checkpoint_path, device="cpu")
     assert np.abs(again.predict(rgb, sparse) - torch_engine.predict(rgb, sparse)).max() < ONNX_TOLERANCE_M
+
+
+def test_onnx_cache_name_follows_the_network_code(checkpoint_path, tmp_path, monkeypatch):
+    """A graph exported by other network code (same checkpoint, same version: an editable install after an
+    edit) is not reused."""
+    import shutil
+
+    from depth_completion_ros import inference
+
+    code = tmp_path / "models"
+    shutil.copytree(Path(inference.__file__).parent / "models", code)
+    before = inference.model_code_digest(code)
+    assert before == inference.model_code_digest(code)
+    with open(code / "dacspn.py", "a") as stream:
+        stream.write("# changed\n")
+    assert inference.model_code_digest(code) != before
+    first = onnx_cache_path(checkpoint_path)
+    monkeypatch.setattr(inference, "model_code_digest", lambda folder=None: "0" * 16)
+    assert onnx_cache_path(checkpoint_path) != first
 
 
 def test_onnx_file_of_another_architecture_is_refused(exported, tmp_path):
