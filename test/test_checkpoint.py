@@ -136,3 +136,23 @@ def test_unsupported_format_version(saved, tmp_path):
 def test_model_without_architecture_name_cannot_be_saved(tmp_path):
     with pytest.raises(CheckpointError, match="no registered architecture name"):
         save_checkpoint(tmp_path / "plain.pt", torch.nn.Conv2d(4, 1, 3))
+
+
+def test_every_shipped_checkpoint_loads_has_a_card_and_predicts_depth():
+    """The files under models/ load with weights_only, sit beside their model card, and give finite,
+    non-negative depth that keeps the LiDAR values (a lighter variant must still be a working model)."""
+    from depth_completion_ros.model_zoo import DEFAULT_MODEL, shipped_checkpoints
+
+    shipped = shipped_checkpoints()
+    assert DEFAULT_MODEL in shipped and "cdspn_x32_lite_synth" in shipped
+    rgb, sparse = _inputs(seed=5)
+    for name, path in shipped.items():
+        assert path.with_suffix(".md").is_file(), f"{name} has no model card"
+        model, checkpoint = load_model(path)
+        with torch.no_grad():
+            depth = model.eval()(rgb, sparse)
+        assert depth.shape == sparse.shape and torch.isfinite(depth).all() and (depth >= 0).all(), name
+        valid = sparse > 0
+        torch.testing.assert_close(depth[valid], sparse[valid], rtol=0.05, atol=0.05, msg=name)
+    lite = load_checkpoint(shipped["cdspn_x32_lite_synth"]).kwargs
+    assert (tuple(lite["kernel_sizes"]), lite["iterations"], lite["guidance"]) == ((3, 5), 4, "separable")
