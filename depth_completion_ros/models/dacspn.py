@@ -183,7 +183,7 @@ class GuidanceHead(nn.Module):
     per-pixel kernel-size confidence.
 
     convolution "dense" (PENet's): each head is a dense 3x3 conv. "separable": one depth-wise 3x3 conv
-    shared by every head, then a point-wise conv per head, about 1/8 of the multiply-adds for the same
+    shared by every head, then a point-wise conv per head, 1/7-1/8 of the multiply-adds for the same
     outputs (the guidance convolutions are most of DA-CSPN++'s FLOPs at full resolution). A trained dense
     head converts to it approximately, see `separable_from_dense`.
     """
