@@ -226,13 +226,14 @@ def main(argv: list[str] | None = None) -> int:
 
     from depth_completion_ros.evaluation.metrics import image_errors
     from depth_completion_ros.inference import Engine, available_cores
-    from depth_completion_ros.model_zoo import default_checkpoint_path, shipped_checkpoints
+    from depth_completion_ros.model_zoo import checkpoint_of
     from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions
 
     default_torch_threads = torch.get_num_threads()  # before any engine sets anything
-
-    def checkpoint_of(model: str) -> Path:
-        return default_checkpoint_path() if model == "default" else (shipped_checkpoints().get(model) or Path(model))
+    checkpoints = {model: checkpoint_of(model) for model in (args.model, *args.also)}
+    unknown = [model for model, path in checkpoints.items() if path is None]
+    if unknown:
+        parser.error(f"not a shipped model or checkpoint file: {', '.join(unknown)}")
 
     configs = CONFIGS + tuple(Config(f"auto, roi auto, threads chosen: {model}", "auto", "auto", 0, model)
                               for model in args.also)
@@ -246,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
         height, width = frames[0].camera.height, frames[0].camera.width
         runners = []
         for config in configs:
-            engine = Engine.from_checkpoint(checkpoint_of(config.model or args.model), device="cpu",
+            engine = Engine.from_checkpoint(checkpoints[config.model or args.model], device="cpu",
                                             backend=config.backend, threads=config.threads)
             options = PipelineOptions(roi=config.roi)
             runners.append((config, engine, FrameProcessor(engine, options=options)))
@@ -304,7 +305,7 @@ def main(argv: list[str] | None = None) -> int:
         gflops = flops / (medians["inference"] / 1e3) / 1e9
         gflops_best = flops / (minima["inference"] / 1e3) / 1e9
         rows.append({
-            "configuration": config.name, "model": str(checkpoint_of(config.model or args.model)),
+            "configuration": config.name, "model": str(checkpoints[config.model or args.model]),
             "architecture": engine.architecture, "architecture_kwargs": engine.kwargs, "engine": repr(engine),
             "backend_reason": engine.backend_reason,
             "roi": config.roi, "threads": engine.threads, "median_ms": medians, "min_ms": minima,

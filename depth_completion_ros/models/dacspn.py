@@ -193,7 +193,6 @@ class GuidanceHead(nn.Module):
         if convolution not in GUIDANCE_CONVOLUTIONS:
             raise ValueError(f"guidance convolution must be one of {GUIDANCE_CONVOLUTIONS}, got {convolution!r}")
         self.kernel_sizes = tuple(kernel_sizes)
-        self.convolution = convolution
         separable = convolution == "separable"
         self.depthwise = (nn.Conv2d(in_channels, in_channels, 3, padding=1, groups=in_channels, bias=False)
                           if separable else None)
