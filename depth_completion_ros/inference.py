@@ -50,6 +50,7 @@ from . import __version__
 from .models import build_model
 from .models import cdspn, lspkd
 from .models.checkpoint import load_checkpoint, load_model, model_from_checkpoint
+from .models.dacspn import RefinementLayout
 
 LOGGER = logging.getLogger(__name__)
 
@@ -66,6 +67,9 @@ EXPORT_CHECK_ATOL_M = 1e-3
 EXPORT_CHECK_RTOL = 1e-4
 _ONNX_META_ARCHITECTURE = "depth_completion_ros.architecture"
 _ONNX_META_KWARGS = "depth_completion_ros.kwargs"
+# Present in a graph that stops before DA-CSPN++'s propagation (`refinement="fused"`): its RefinementLayout.
+_ONNX_META_REFINEMENT = "depth_completion_ros.refinement_outside"
+REFINEMENTS = ("auto", "graph", "fused")
 _PRECISIONS = ("auto", "fp32", "fp16")
 _BACKENDS = ("auto", "torch", "onnx")
 # Architectures that ONNX Runtime runs faster than PyTorch on the CPU, with the evidence: median ms/frame
@@ -286,9 +290,14 @@ def example_inputs(height: int, width: int, batch: int = 1, density: float = 0.0
 
 def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str | Path,
                 opset: int = DEFAULT_OPSET, dynamic_hw: bool = True,
-                example_size: tuple[int, int] = KITTI_SIZE, check: bool = True) -> Path:
+                example_size: tuple[int, int] = KITTI_SIZE, check: bool = True, refinement: str = "graph") -> Path:
     """Export a model (in memory, or a checkpoint file) to ONNX with inputs "rgb", "sparse_depth" and
     output "depth"; batch is a dynamic axis, and so are height and width when `dynamic_hw`.
+
+    refinement "graph": the whole network. "fused" (CDSPN only): the graph stops before DA-CSPN++'s
+    propagation and returns its inputs (`cdspn.RefinementInputs`, outputs named by its layout, which the
+    metadata records); `Engine` runs the propagation with `models.dacspn_cpu` (fused loops, several times
+    faster on a CPU than the propagation as graph operators). Such a file needs this package to run.
 
     Uses the TorchScript-based exporter (`dynamo=False`), which needs no extra package. The graph is
     traced in fp32 on the CPU from a copy, so the caller's model is left untouched. The architecture
@@ -314,10 +323,24 @@ def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str 
         model, checkpoint = load_model(model_or_checkpoint_path)
         architecture, arch_kwargs = checkpoint.architecture, checkpoint.kwargs
     model = model.to(device="cpu", dtype=torch.float32).eval()
-    wrapper = _DepthOnly(model).eval()
+    layout = None
+    if refinement == "fused":
+        if not isinstance(model, cdspn.CDSPN):
+            raise ValueError(f"refinement 'fused' needs a CDSPN (DA-CSPN++ refinement); {architecture} has none")
+        wrapper = cdspn.RefinementInputs(model).eval()
+        layout = wrapper.layout
+        output_names = layout.names()
+    elif refinement == "graph":
+        wrapper = _DepthOnly(model).eval()
+        output_names = [OUTPUT_NAME]
+    else:
+        raise ValueError(f"refinement must be 'graph' or 'fused' for an export, got {refinement!r}")
     rgb, sparse = example_inputs(*example_size)
 
-    axes = {0: "batch", 2: "height", 3: "width"} if dynamic_hw else {0: "batch"}
+    def axes(name: str) -> dict:
+        # The refinement's inputs (other than "depth") lie on padded or feature grids: their own sizes.
+        prefix = "" if name in (*INPUT_NAMES, OUTPUT_NAME) else f"{name}_"
+        return {0: "batch", 2: f"{prefix}height", 3: f"{prefix}width"} if dynamic_hw else {0: "batch"}
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     tmp_path = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
@@ -326,8 +349,8 @@ def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str 
             warnings.simplefilter("always")
             torch.onnx.export(
                 wrapper, (rgb, sparse), str(tmp_path), dynamo=False, opset_version=opset,
-                input_names=list(INPUT_NAMES), output_names=[OUTPUT_NAME],
-                dynamic_axes={name: axes for name in (*INPUT_NAMES, OUTPUT_NAME)},
+                input_names=list(INPUT_NAMES), output_names=output_names,
+                dynamic_axes={name: axes(name) for name in (*INPUT_NAMES, *output_names)},
                 do_constant_folding=True,
             )
         # Tracer warnings mean a Python value was frozen from the example input: with dynamic H/W this
@@ -344,6 +367,8 @@ def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str 
         graph = onnx.load(str(tmp_path))
         meta = {_ONNX_META_ARCHITECTURE: architecture,
                 _ONNX_META_KWARGS: json.dumps(arch_kwargs, sort_keys=True, default=str)}
+        if layout is not None:
+            meta[_ONNX_META_REFINEMENT] = json.dumps(layout.to_dict(), sort_keys=True)
         for key, value in meta.items():
             entry = graph.metadata_props.add()
             entry.key, entry.value = key, value
@@ -351,25 +376,27 @@ def export_onnx(model_or_checkpoint_path: nn.Module | str | Path, out_path: str 
         graph.producer_version = __version__
         onnx.save(graph, str(tmp_path))
         if check and dynamic_hw:
-            _check_export(model, tmp_path, architecture, example_size)
+            _check_export(model, tmp_path, architecture, example_size, layout)
         tmp_path.replace(out_path)  # atomic: a reader never sees a half-written file
     finally:
         tmp_path.unlink(missing_ok=True)
-    LOGGER.info("exported %s to %s (opset %d, %s H/W)", architecture, out_path, opset,
-                "dynamic" if dynamic_hw else "fixed")
+    LOGGER.info("exported %s to %s (opset %d, %s H/W%s)", architecture, out_path, opset,
+                "dynamic" if dynamic_hw else "fixed", ", propagation outside the graph" if layout else "")
     return out_path
 
 
-def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_size: tuple[int, int]) -> None:
-    """Raise ExportError when the graph at `onnx_path` fails or differs from `model` at another size."""
+def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_size: tuple[int, int],
+                  layout: RefinementLayout | None = None) -> None:
+    """Raise ExportError when the graph at `onnx_path` (with its propagation outside for a `layout`) fails or
+    differs from `model` at another size."""
     height, width = EXPORT_CHECK_SIZE if tuple(example_size) != EXPORT_CHECK_SIZE else other_size(*example_size)
     rgb, sparse = example_inputs(height, width, batch=2, seed=1)
     with torch.inference_mode():
         reference = model(rgb, sparse)
     try:
         # Fatal-only logging: a failure is reported once, in the ExportError below.
-        exported = _onnx_session(onnx_path, torch.device("cpu"), log_severity=4).run(
-            [OUTPUT_NAME], {INPUT_NAMES[0]: rgb.numpy(), INPUT_NAMES[1]: sparse.numpy()})[0]
+        exported = _run_session(_onnx_session(onnx_path, torch.device("cpu"), log_severity=4), layout,
+                                rgb.numpy(), sparse.numpy())
     except Exception as error:  # onnxruntime's error types do not share a useful base class
         raise ExportError(f"the ONNX graph of {architecture} traced at {example_size[0]}x{example_size[1]} "
                           f"fails at {height}x{width}: a size was probably frozen by tracing (see the tracer "
@@ -384,6 +411,27 @@ def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_
         raise ExportError(f"the ONNX graph of {architecture} traced at {example_size[0]}x{example_size[1]} differs "
                           f"from PyTorch by {difference:.3g} m at {height}x{width} (tolerance {tolerance:.3g} m): "
                           "a size-dependent branch was probably frozen by tracing")
+
+
+def _run_session(session, layout: RefinementLayout | None, rgb: np.ndarray, sparse: np.ndarray,
+                 threads: int | None = None) -> np.ndarray:
+    """Depth [B,1,H,W] from an onnxruntime session of an `export_onnx` graph: its output, or with a
+    refinement `layout` its outputs propagated by `dacspn_cpu` (`threads` numba threads)."""
+    feeds = {INPUT_NAMES[0]: rgb, INPUT_NAMES[1]: sparse}
+    if layout is None:
+        return session.run([OUTPUT_NAME], feeds)[0]
+    from .models import dacspn_cpu
+
+    flat = session.run(layout.names(), feeds)
+    return dacspn_cpu.depth_from_refinement_inputs(flat, layout, rgb.shape[2], rgb.shape[3], threads)
+
+
+def read_onnx_refinement(onnx_path: str | Path) -> RefinementLayout | None:
+    """The refinement layout of a graph exported with `refinement="fused"`, else None."""
+    meta = read_onnx_metadata(onnx_path)
+    if _ONNX_META_REFINEMENT not in meta:
+        return None
+    return RefinementLayout.from_dict(json.loads(meta[_ONNX_META_REFINEMENT]))
 
 
 def read_onnx_metadata(onnx_path: str | Path) -> dict:
@@ -422,8 +470,9 @@ def model_code_digest(folder: str | Path | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
-def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET) -> Path:
-    """Where `Engine.from_checkpoint(backend="onnx")` keeps the exported graph of a checkpoint.
+def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET, refinement: str = "graph") -> Path:
+    """Where `Engine.from_checkpoint(backend="onnx")` keeps the exported graph of a checkpoint (for
+    `refinement` "fused", the graph without the propagation, see `export_onnx`).
 
     `$DCROS_CACHE_DIR`, else `$XDG_CACHE_HOME/depth_completion_ros`, else `~/.cache/depth_completion_ros`;
     the file name holds the checkpoint's SHA-256, the opset, the package version and a digest of the
@@ -438,14 +487,16 @@ def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET) -> 
     root = os.environ.get("DCROS_CACHE_DIR") or os.path.join(
         os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "depth_completion_ros")
     name = (f"{checkpoint_path.stem}-{digest.hexdigest()[:16]}-opset{opset}-v{__version__}"
-            f"-code{model_code_digest()}.onnx")
+            f"-code{model_code_digest()}{'-fused' if refinement == 'fused' else ''}.onnx")
     return Path(root) / "onnx" / name
 
 
 def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3, threads: int | None = None):
     """An onnxruntime session on CUDA when `device` is CUDA and the CUDA provider exists, else on the CPU.
     `log_severity`: onnxruntime's own logging threshold (3 = errors, 4 = fatal only); `threads`: intra-op
-    threads (None: onnxruntime's default), with one inter-op thread."""
+    threads (None: onnxruntime's default), with one inter-op thread. For a graph whose propagation runs
+    outside (`read_onnx_refinement`), the intra-op threads do not spin after a run: they would hold the
+    cores the propagation needs next (measured: its time 86 -> 66 ms with the lite CDSPN on 2 cores)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -461,6 +512,8 @@ def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3, 
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
+    if read_onnx_refinement(onnx_path) is not None:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
     names = [node.name for node in session.get_inputs()]
     if names != list(INPUT_NAMES):
@@ -479,7 +532,8 @@ class Engine:
 
     def __init__(self, *, model: nn.Module | None, session: Any | None, device: torch.device,
                  precision: str, backend: str, architecture: str, kwargs: dict, metadata: dict,
-                 onnx_path: Path | None = None, threads: int | None = None, backend_reason: str = "requested"):
+                 onnx_path: Path | None = None, threads: int | None = None, backend_reason: str = "requested",
+                 refinement_layout: RefinementLayout | None = None):
         if (model is None) == (session is None):
             raise ValueError("an Engine needs exactly one of a torch model or an onnxruntime session")
         self._model = model
@@ -493,6 +547,7 @@ class Engine:
         self._onnx_path = onnx_path
         self._threads = threads
         self._backend_reason = backend_reason
+        self._refinement_layout = refinement_layout
         if model is not None:
             model.eval()
             # channels-last suits cuDNN and oneDNN alike (measured 1.3x on CDSPN on the CPU, 2.5x on its backbone).
@@ -530,7 +585,8 @@ class Engine:
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str | torch.device = "auto", precision: str = "auto",
                         backend: str = "torch", onnx_path: str | Path | None = None,
-                        opset: int = DEFAULT_OPSET, threads: int | None = None) -> "Engine":
+                        opset: int = DEFAULT_OPSET, threads: int | None = None,
+                        refinement: str = "auto") -> "Engine":
         """Load a project checkpoint (architecture, kwargs and weights come from the file).
 
         backend "onnx": runs `onnx_path` with onnxruntime (it must exist and, when it carries
@@ -541,6 +597,10 @@ class Engine:
         loads the checkpoint into PyTorch. A failed cache export is remembered beside the cache file
         (`<cache>.failed`, delete it to retry) so that later loads do not pay for the export again.
         threads: CPU threads (0 = the cores available to the process, None = the libraries' defaults).
+        refinement (ONNX Runtime with the cached export; an explicit `onnx_path` runs as it was exported):
+        "fused" exports a CDSPN without DA-CSPN++'s propagation and runs that with `models.dacspn_cpu`
+        (same depth to float rounding, several times faster on a CPU); "graph" the whole network in
+        ONNX Runtime; "auto" fuses for a CDSPN on the CPU when numba is importable.
         """
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")
@@ -559,7 +619,7 @@ class Engine:
             if backend == "onnx":
                 try:
                     engine = cls._onnx_from_checkpoint(path, checkpoint, torch_device, precision, onnx_path, opset,
-                                                       threads, reason, remember_failure=True)
+                                                       threads, reason, remember_failure=True, refinement=refinement)
                     LOGGER.info("backend auto: onnx (%s)", reason)
                     return engine
                 except Exception as error:  # noqa: BLE001 - export and onnxruntime errors share no base class
@@ -575,14 +635,17 @@ class Engine:
                        architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
                        metadata=checkpoint.metadata, threads=threads, backend_reason=reason)
         return cls._onnx_from_checkpoint(path, checkpoint, torch_device, precision, onnx_path, opset,
-                                         threads, reason, remember_failure=False)
+                                         threads, reason, remember_failure=False, refinement=refinement)
 
     @classmethod
     def _onnx_from_checkpoint(cls, path, checkpoint, torch_device: torch.device, precision: str,
                               onnx_path: str | Path | None, opset: int, threads: int | None, reason: str,
-                              remember_failure: bool) -> "Engine":
+                              remember_failure: bool, refinement: str = "auto") -> "Engine":
         if onnx_path is None:
-            onnx_path = _cached_export(path, opset, remember_failure)
+            refinement = _resolve_refinement(refinement, checkpoint.architecture, torch_device)
+            onnx_path = _cached_export(path, opset, remember_failure, refinement)
+        elif refinement not in REFINEMENTS:
+            raise ValueError(f"refinement must be one of {', '.join(REFINEMENTS)}, got {refinement!r}")
         onnx_path = Path(onnx_path)
         stored_architecture, _ = read_onnx_architecture(onnx_path)
         if stored_architecture is not None and stored_architecture != checkpoint.architecture:
@@ -591,8 +654,8 @@ class Engine:
         return cls(model=None, session=_onnx_session(onnx_path, torch_device, threads=threads), device=torch_device,
                    precision=resolve_precision(precision, torch_device, _onnx_precision_backend(onnx_path)),
                    backend="onnx", architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
-                   metadata=checkpoint.metadata,
-                   onnx_path=onnx_path, threads=threads, backend_reason=reason)
+                   metadata=checkpoint.metadata, onnx_path=onnx_path, threads=threads, backend_reason=reason,
+                   refinement_layout=_usable_refinement(onnx_path))
 
     @classmethod
     def from_onnx(cls, onnx_path: str | Path, device: str | torch.device = "auto",
@@ -605,7 +668,8 @@ class Engine:
         return cls(model=None, session=_onnx_session(onnx_path, torch_device, threads=threads), device=torch_device,
                    precision=resolve_precision("auto", torch_device, _onnx_precision_backend(onnx_path)),
                    backend="onnx", architecture=architecture or onnx_path.stem,
-                   kwargs=kwargs, metadata={}, onnx_path=onnx_path, threads=threads)
+                   kwargs=kwargs, metadata={}, onnx_path=onnx_path, threads=threads,
+                   refinement_layout=_usable_refinement(onnx_path))
 
     # ----- properties
 
@@ -660,14 +724,21 @@ class Engine:
         return self._onnx_path
 
     @property
+    def refinement(self) -> str:
+        """"fused" when DA-CSPN++'s propagation runs outside the ONNX graph (`models.dacspn_cpu`), else
+        "graph" (inside the network, whichever runtime runs it)."""
+        return "graph" if self._refinement_layout is None else "fused"
+
+    @property
     def model(self) -> nn.Module | None:
         """The torch model behind the "torch" backend, else None."""
         return self._model
 
     def __repr__(self) -> str:
         threads = "" if self._threads is None else f", threads={self._threads}"
+        fused = "" if self._refinement_layout is None else ", refinement='fused'"
         return (f"Engine(architecture={self._architecture!r}, backend={self._backend!r}, "
-                f"device={str(self._device)!r}, precision={self._precision!r}{threads})")
+                f"device={str(self._device)!r}, precision={self._precision!r}{threads}{fused})")
 
     # ----- inference
 
@@ -711,10 +782,11 @@ class Engine:
 
     def _run_onnx(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         try:
-            (output,) = self._session.run([OUTPUT_NAME], {INPUT_NAMES[0]: rgb.astype(np.float32, copy=False),
-                                                          INPUT_NAMES[1]: sparse.astype(np.float32, copy=False)})
+            output = _run_session(self._session, self._refinement_layout, rgb.astype(np.float32, copy=False),
+                                  sparse.astype(np.float32, copy=False), self._threads)
         except Exception as error:  # onnxruntime's error types do not share a useful base class
-            raise RuntimeError(f"{self._onnx_path}: onnxruntime failed on a {rgb.shape[0]}x{rgb.shape[2]}x"
+            runtime = "onnxruntime" if self._refinement_layout is None else "onnxruntime or the fused refinement"
+            raise RuntimeError(f"{self._onnx_path}: {runtime} failed on a {rgb.shape[0]}x{rgb.shape[2]}x"
                                f"{rgb.shape[3]} (BxHxW) input (a graph exported with fixed H/W accepts only "
                                f"its example size): {error}") from error
         return np.asarray(output, dtype=np.float32)
@@ -748,10 +820,10 @@ def _torch_threads(threads: int | None):
             torch.set_num_threads(previous)
 
 
-def _cached_export(checkpoint_path: str | Path, opset: int, remember_failure: bool) -> Path:
+def _cached_export(checkpoint_path: str | Path, opset: int, remember_failure: bool, refinement: str = "graph") -> Path:
     """The cached ONNX export of a checkpoint, exported now when absent. With `remember_failure`, a failed
     export leaves `<cache>.failed` with its reason, and later calls raise that reason without exporting."""
-    onnx_path = onnx_cache_path(checkpoint_path, opset)
+    onnx_path = onnx_cache_path(checkpoint_path, opset, refinement)
     if onnx_path.is_file():
         return onnx_path
     failed = onnx_path.with_name(onnx_path.name + ".failed")
@@ -760,7 +832,7 @@ def _cached_export(checkpoint_path: str | Path, opset: int, remember_failure: bo
                           f"{failed.read_text(encoding='utf-8').strip()}")
     LOGGER.info("exporting %s to ONNX cache %s", checkpoint_path, onnx_path)
     try:
-        export_onnx(checkpoint_path, onnx_path, opset=opset, example_size=CACHE_EXPORT_SIZE)
+        export_onnx(checkpoint_path, onnx_path, opset=opset, example_size=CACHE_EXPORT_SIZE, refinement=refinement)
     except Exception as error:
         if remember_failure:
             try:
@@ -770,6 +842,38 @@ def _cached_export(checkpoint_path: str | Path, opset: int, remember_failure: bo
                 pass
         raise
     return onnx_path
+
+
+def _resolve_refinement(refinement: str, architecture: str, device: torch.device) -> str:
+    """"graph" or "fused" for a cached export (see `Engine.from_checkpoint`)."""
+    from .models import dacspn_cpu
+
+    if refinement not in REFINEMENTS:
+        raise ValueError(f"refinement must be one of {', '.join(REFINEMENTS)}, got {refinement!r}")
+    is_cdspn = architecture.startswith("cdspn_")
+    if refinement == "fused":
+        if not is_cdspn:
+            raise ValueError(f"refinement 'fused' needs a CDSPN (DA-CSPN++ refinement); {architecture} has none")
+        if dacspn_cpu.available() is not None:
+            raise RuntimeError(f"refinement 'fused': {dacspn_cpu.available()}")
+        return "fused"
+    if refinement == "auto" and is_cdspn and device.type == "cpu":
+        missing = dacspn_cpu.available()
+        if missing is None:
+            return "fused"
+        LOGGER.info("DA-CSPN++ propagation stays in the ONNX graph: %s", missing)
+    return "graph"
+
+
+def _usable_refinement(onnx_path: Path) -> RefinementLayout | None:
+    """The refinement layout of a fused graph, checked to be runnable here; None for a whole graph."""
+    layout = read_onnx_refinement(onnx_path)
+    if layout is not None:
+        from .models import dacspn_cpu
+
+        if dacspn_cpu.available() is not None:
+            raise RuntimeError(f"{onnx_path} leaves DA-CSPN++'s propagation to numba: {dacspn_cpu.available()}")
+    return layout
 
 
 def max_abs_difference_to_torch(model: nn.Module, onnx_path: str | Path, height: int, width: int,

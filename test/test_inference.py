@@ -315,7 +315,7 @@ def test_export_refuses_a_graph_with_a_size_frozen_by_tracing(tmp_path):
 
 def test_onnx_backend_from_checkpoint_exports_once_to_cache(checkpoint_path, tmp_path, monkeypatch):
     monkeypatch.setenv("DCROS_CACHE_DIR", str(tmp_path / "cache"))
-    cached = onnx_cache_path(checkpoint_path)
+    cached = onnx_cache_path(checkpoint_path, refinement="fused")  # a CDSPN on the CPU: propagation outside
     assert not cached.exists()
     engine = Engine.from_checkpoint(checkpoint_path, device="cpu", backend="onnx")
     assert engine.onnx_path == cached and cached.is_file()

@@ -62,7 +62,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import SeparableConvBlock, softmax_planes
-from .dacspn import DACSPN, separable_from_dense
+from .dacspn import DACSPN, RefinementLayout, separable_from_dense
 from .prior import morphological_prior
 from .registry import check_inputs, register_model
 
@@ -268,6 +268,31 @@ class CDSPN(nn.Module):
         """
         check_inputs(rgb, sparse)
         height, width = rgb.shape[-2:]
+        coarse, sparse, features, f, heads = self.backbone(rgb, sparse, guidance_features=refine,
+                                                           head_outputs=return_features)
+        stages = []
+        if refine:
+            depth, stages = self.refinement(coarse, sparse, features, return_stages=True)
+        else:
+            depth = coarse
+        depth = depth.clamp_min(0.0)[..., :height, :width]
+        if not return_features:
+            return depth
+        for name, tensor in heads.items():
+            f[name] = tensor[..., :height, :width]
+        for dilation, stage in zip(self.refinement.dilations, stages):
+            f[f"refined_dilation{dilation}"] = stage[..., :height, :width]
+        return depth, f
+
+    def backbone(self, rgb: torch.Tensor, sparse: torch.Tensor, guidance_features: bool = True,
+                 head_outputs: bool = False):
+        """The network before DA-CSPN++'s propagation, on the grid padded to a multiple of 16: (coarse depth
+        [B,1,Hp,Wp] metres, sparse depth cleaned and padded [B,1,Hp,Wp], the refinement's guidance features
+        {scale: tensor} (empty without `guidance_features`), the Table 3.2 layer outputs {name: tensor}, with
+        `head_outputs` the branch and fusion outputs {name: tensor} that `forward(return_features=True)`
+        crops and returns, else {}).
+        Inputs are not checked again."""
+        height, width = rgb.shape[-2:]
         # Invalid entries (negative, NaN) count as "no measurement".
         sparse = torch.where(sparse > 0, sparse, torch.zeros_like(sparse))
         pad_bottom = (-height) % STRIDE_MULTIPLE
@@ -332,34 +357,38 @@ class CDSPN(nn.Module):
             coarse = ((fusion_weights[0] * rgb_depth + fusion_weights[1] * depth_depth) * self.depth_scale
                       + fusion_weights[2] * prior_depth)
 
-        stages = []
-        if refine:
+        features = {}
+        if guidance_features:
             # Per scale: colour decoder features and depth-branch features entering the next layer.
             sources = {1: (rgb_skip_1, f["depth_d3"]), 2: (rgb_skip_2, depth_skip_2),
                        4: (rgb_skip_4, depth_skip_4), 8: (rgb_skip_8, f["depth_e6"])}
             features = {scale: torch.cat(sources[scale], 1) for scale in set(self.refinement.dilations)}
-            depth, stages = self.refinement(coarse, sparse, features, return_stages=True)
-        else:
-            depth = coarse
-        depth = depth.clamp_min(0.0)[..., :height, :width]
-        if not return_features:
-            return depth
-
-        def crop(tensor: torch.Tensor) -> torch.Tensor:
-            return tensor[..., :height, :width]
-
-        f["rgb_branch_depth"] = crop(rgb_depth * self.depth_scale)
-        f["rgb_branch_confidence"] = crop(rgb_confidence)
-        f["depth_branch_depth"] = crop(depth_depth * self.depth_scale)
-        f["depth_branch_confidence"] = crop(depth_confidence)
-        f["fusion_weights"] = crop(torch.cat(fusion_weights, 1))
+        if not head_outputs:
+            return coarse, sparse, features, f, {}
+        heads = {"rgb_branch_depth": rgb_depth * self.depth_scale, "rgb_branch_confidence": rgb_confidence,
+                 "depth_branch_depth": depth_depth * self.depth_scale, "depth_branch_confidence": depth_confidence,
+                 "fusion_weights": torch.cat(fusion_weights, 1)}
         if self.prior is not None:
-            f["prior_depth"] = crop(prior_depth)
-            f["prior_confidence"] = crop(prior_logit)
-        f["coarse_depth"] = crop(coarse)
-        for dilation, stage in zip(self.refinement.dilations, stages):
-            f[f"refined_dilation{dilation}"] = crop(stage)
-        return depth, f
+            heads["prior_depth"] = prior_depth
+            heads["prior_confidence"] = prior_logit
+        heads["coarse_depth"] = coarse
+        return coarse, sparse, features, f, heads
+
+
+class RefinementInputs(nn.Module):
+    """A CDSPN without DA-CSPN++'s propagation: (rgb, sparse) -> the flat tuple named by `self.layout.names()`
+    (coarse and sparse depth on the padded grid, raw guidance on the feature grids), for a graph
+    whose propagation runs in `dacspn_cpu.refine` (the inference engine's ONNX Runtime path on the CPU)."""
+
+    def __init__(self, model: CDSPN):
+        super().__init__()
+        self.model = model
+        self.layout = RefinementLayout.of(model.refinement)
+
+    def forward(self, rgb: torch.Tensor, sparse: torch.Tensor) -> tuple:
+        check_inputs(rgb, sparse)
+        coarse, sparse, features, _, _ = self.model.backbone(rgb, sparse)
+        return self.layout.flatten(coarse, sparse, self.model.refinement.raw_guidance_on_features(features))
 
 
 def _build(width: int, kwargs: dict) -> CDSPN:

@@ -32,7 +32,8 @@ identity on pixels without sparse input.
 from __future__ import annotations
 
 import math
-from typing import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -305,25 +306,37 @@ class DACSPN(nn.Module):
             adapted[key] = value
         return adapted
 
-    def predict_guidance(self, features: Mapping[int, torch.Tensor], size: tuple[int, int]
-                         ) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]]:
-        """Per stage: ([(neighbour weights, centre weight) per kernel size], kernel-size weights summing to
-        1), all on the depth grid `size`. Both normalisations are per pixel, so they run on the feature
-        grid and their results are nearest-up-sampled: the same values as normalising after the
-        up-sampling, with 1/d^2 of the work for a stage of dilation d."""
+    def raw_guidance_on_features(self, features: Mapping[int, torch.Tensor]
+                                 ) -> list[tuple[list[torch.Tensor], torch.Tensor]]:
+        """Per stage: ([raw affinities per kernel size], kernel-size weights summing to 1), on the stage's
+        feature grid (1/d of the depth grid for dilation d)."""
         guidance = []
         for dilation, head in zip(self.dilations, self.stages):
             if dilation not in features:
                 raise ValueError(f"guidance features for scale {dilation} are missing (have {sorted(features)})")
             affinities, logits = head(features[dilation])
-            normalized = [tuple(_resize_nearest(t, size) for t in normalize_affinities(a, self.eps))
-                          for a in affinities]
             if logits is None:
-                weights = affinities[0].new_ones((affinities[0].shape[0], 1, *size))
+                reference = affinities[0]
+                weights = reference.new_ones((reference.shape[0], 1, *reference.shape[-2:]))
             else:
-                weights = _resize_nearest(torch.cat(softmax_planes(list(logits.split(1, dim=1))), 1), size)
-            guidance.append((normalized, weights))
+                weights = torch.cat(softmax_planes(list(logits.split(1, dim=1))), 1)
+            guidance.append((affinities, weights))
         return guidance
+
+    def predict_guidance_on_features(self, features: Mapping[int, torch.Tensor]
+                                     ) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]]:
+        """`raw_guidance_on_features` with the affinities normalised: per stage ([(neighbour weights, centre
+        weight) per kernel size], kernel-size weights), on the feature grid. Both normalisations are per
+        pixel, so they run before any up-sampling."""
+        return [([normalize_affinities(a, self.eps) for a in affinities], weights)
+                for affinities, weights in self.raw_guidance_on_features(features)]
+
+    def predict_guidance(self, features: Mapping[int, torch.Tensor], size: tuple[int, int]
+                         ) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]]:
+        """`predict_guidance_on_features` nearest-up-sampled to the depth grid `size`: the same values as
+        normalising after the up-sampling, with 1/d^2 of the work for a stage of dilation d."""
+        return [([tuple(_resize_nearest(t, size) for t in pair) for pair in normalized], _resize_nearest(weights, size))
+                for normalized, weights in self.predict_guidance_on_features(features)]
 
     def refine(self, coarse: torch.Tensor, sparse: torch.Tensor,
                guidance: Sequence[tuple[Sequence[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]],
@@ -356,6 +369,52 @@ class DACSPN(nn.Module):
             raise ValueError(f"coarse {tuple(coarse.shape)} and sparse {tuple(sparse.shape)} must both be [B,1,H,W]")
         guidance = self.predict_guidance(features, tuple(coarse.shape[-2:]))
         return self.refine(coarse, sparse, guidance, return_stages=return_stages)
+
+
+@dataclass(frozen=True)
+class RefinementLayout:
+    """The shape of a DA-CSPN++ refinement, and the flat, named order of its inputs (coarse depth, sparse
+    depth, then per stage the raw affinities and the kernel-size weights on the feature grid), for a graph
+    that computes them and leaves the normalisation and propagation to `dacspn_cpu.refine`."""
+    dilations: tuple[int, ...]
+    kernel_sizes: tuple[int, ...]
+    iterations: int
+    eps: float = DEFAULT_EPS
+
+    @classmethod
+    def of(cls, module: "DACSPN") -> "RefinementLayout":
+        return cls(tuple(module.dilations), tuple(module.kernel_sizes), int(module.iterations), float(module.eps))
+
+    def to_dict(self) -> dict:
+        return {"dilations": list(self.dilations), "kernel_sizes": list(self.kernel_sizes),
+                "iterations": self.iterations, "eps": self.eps}
+
+    @classmethod
+    def from_dict(cls, values: Mapping[str, Any]) -> "RefinementLayout":
+        return cls(tuple(int(d) for d in values["dilations"]), tuple(int(k) for k in values["kernel_sizes"]),
+                   int(values["iterations"]), float(values.get("eps", DEFAULT_EPS)))
+
+    def names(self) -> list[str]:
+        names = ["coarse_depth", "sparse_depth_padded"]
+        for stage in range(len(self.dilations)):
+            names += [f"stage{stage}_k{k}_affinity" for k in self.kernel_sizes]
+            names.append(f"stage{stage}_kernel_weights")
+        return names
+
+    def flatten(self, coarse, sparse, guidance) -> tuple:
+        """(coarse, sparse, `raw_guidance_on_features`'s list) -> one tuple in the order of `names`."""
+        flat = [coarse, sparse]
+        for affinities, weights in guidance:
+            flat += [*affinities, weights]
+        return tuple(flat)
+
+    def unflatten(self, flat: Sequence) -> tuple:
+        """The inverse of `flatten`: (coarse, sparse, guidance)."""
+        if len(flat) != len(self.names()):
+            raise ValueError(f"{len(flat)} refinement inputs for a layout of {len(self.names())} ({self})")
+        items = iter(flat[2:])
+        guidance = [([next(items) for _ in self.kernel_sizes], next(items)) for _ in self.dilations]
+        return flat[0], flat[1], guidance
 
 
 def _resize_nearest(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -1,0 +1,128 @@
+"""DA-CSPN++'s propagation as fused CPU loops (models/dacspn_cpu.py) against the PyTorch refinement, and the
+engine path that runs it after an ONNX graph which stops before the propagation."""
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pytest
+import torch
+
+from depth_completion_ros.inference import (
+    OUTPUT_NAME, Engine, example_inputs, export_onnx, onnx_cache_path, read_onnx_refinement,
+)
+from depth_completion_ros.models import dacspn_cpu
+from depth_completion_ros.models.checkpoint import save_checkpoint
+from depth_completion_ros.models.dacspn import DACSPN, RefinementLayout
+
+pytestmark = pytest.mark.skipif(dacspn_cpu.available() is not None, reason=str(dacspn_cpu.available()))
+TOLERANCE_M = 1e-3
+
+
+def _refinement_inputs(module: DACSPN, height: int, width: int, seed: int = 0):
+    """coarse, sparse, guidance features for a DACSPN with 6 feature channels at every scale."""
+    generator = torch.Generator().manual_seed(seed)
+    coarse = 1 + 40 * torch.rand(2, 1, height, width, generator=generator)
+    sparse = torch.where(torch.rand(2, 1, height, width, generator=generator) < 0.1,
+                         1 + 40 * torch.rand(2, 1, height, width, generator=generator), torch.zeros(()))
+    features = {d: torch.randn(2, 6, height // d, width // d, generator=generator) for d in module.dilations}
+    return coarse, sparse, features
+
+
+@pytest.mark.parametrize("kernel_sizes, dilations, iterations", [
+    ((3, 5, 7), (2, 1), 3),   # PENet's refinement, shortened
+    ((3, 5), (2, 1), 2),      # the lite network's
+    ((5,), (4, 1), 2),        # one kernel size (no confidence head), a guidance grid of 1/4
+])
+def test_fused_refinement_equals_the_pytorch_refinement(kernel_sizes, dilations, iterations):
+    torch.manual_seed(0)
+    module = DACSPN({1: 6, 2: 6, 4: 6}, kernel_sizes=kernel_sizes, dilations=dilations, iterations=iterations).eval()
+    for parameter in module.parameters():  # trained-like magnitudes: the affinities matter
+        parameter.data.normal_(0, 0.3)
+    coarse, sparse, features = _refinement_inputs(module, 24, 40)
+    with torch.no_grad():
+        expected = module(coarse, sparse, features).numpy()
+        raw = module.raw_guidance_on_features(features)
+    layout = RefinementLayout.of(module)
+    guidance = [([a.numpy() for a in affinities], weights.numpy()) for affinities, weights in raw]
+    refined = dacspn_cpu.refine(coarse.numpy(), sparse.numpy(), guidance, layout, threads=2)
+    assert refined.shape == expected.shape and refined.dtype == np.float32
+    assert np.abs(refined - expected).max() < 1e-4 * np.abs(expected).max()
+    # Sparse depth comes back bit-exactly, and the propagation changed the other pixels.
+    measured = sparse.numpy() > 0
+    assert np.array_equal(refined[measured], sparse.numpy()[measured])
+    assert np.abs(refined - coarse.numpy())[~measured].max() > 0.1
+
+
+def test_fused_refinement_names_a_guidance_grid_that_does_not_fit():
+    module = DACSPN({1: 6, 2: 6}, kernel_sizes=(3,), dilations=(2,), iterations=1).eval()
+    coarse, sparse, features = _refinement_inputs(module, 24, 40)
+    with torch.no_grad():
+        (affinities, weights), = module.raw_guidance_on_features(features)
+    crooked = [([affinities[0][..., :-1, :].numpy()], weights[..., :-1, :].numpy())]
+    with pytest.raises(ValueError, match="not the depth grid 24x40"):
+        dacspn_cpu.refine(coarse.numpy(), sparse.numpy(), crooked, RefinementLayout.of(module))
+
+
+@pytest.fixture(scope="module")
+def lite_checkpoint(tmp_path_factory):
+    lite = {"kernel_sizes": (3, 5), "iterations": 2, "guidance": "separable", "prior": "morphological"}
+    engine = Engine.from_name("cdspn_x32", device="cpu", precision="fp32", seed=2, **lite)
+    return save_checkpoint(tmp_path_factory.mktemp("ckpt") / "lite.pt", engine.model), engine
+
+
+def test_engine_runs_the_propagation_fused_on_the_cpu_with_the_same_depth(lite_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DCROS_CACHE_DIR", str(tmp_path))
+    path, torch_engine = lite_checkpoint
+    fused = Engine.from_checkpoint(path, device="cpu", backend="onnx")  # refinement "auto"
+    graph = Engine.from_checkpoint(path, device="cpu", backend="onnx", refinement="graph")
+    assert fused.refinement == "fused" and "refinement='fused'" in repr(fused)
+    assert graph.refinement == "graph" and fused.onnx_path != graph.onnx_path
+    assert fused.onnx_path == onnx_cache_path(path, refinement="fused")
+    assert read_onnx_refinement(fused.onnx_path) == RefinementLayout((2, 1), (3, 5), 2)
+    assert read_onnx_refinement(graph.onnx_path) is None
+    rgb, sparse = example_inputs(45, 70, batch=2, seed=4)  # not a multiple of the stride: padded and cropped
+    expected = torch_engine.predict(rgb, sparse)
+    for engine in (fused, graph):
+        depth = engine.predict(rgb, sparse)
+        assert depth.shape == (2, 1, 45, 70)
+        assert (depth - expected).abs().max().item() < TOLERANCE_M
+    # The numpy path, and a file loaded on its own (the metadata carries the layout).
+    rgb_np = (rgb[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert np.abs(Engine.from_onnx(fused.onnx_path, device="cpu").predict(rgb_np, sparse[0, 0].numpy())
+                  - torch_engine.predict(rgb_np, sparse[0, 0].numpy())).max() < TOLERANCE_M
+
+
+def test_fused_export_outputs_the_layouts_names(lite_checkpoint, tmp_path):
+    import onnx
+
+    path, _ = lite_checkpoint
+    out = export_onnx(path, tmp_path / "fused.onnx", example_size=(64, 96), refinement="fused")
+    names = [node.name for node in onnx.load(str(out)).graph.output]
+    assert names == read_onnx_refinement(out).names() and OUTPUT_NAME not in names
+    assert names[:2] == ["coarse_depth", "sparse_depth_padded"] and "stage0_k5_affinity" in names
+
+
+def test_fused_refinement_is_refused_where_it_cannot_run(tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("DCROS_CACHE_DIR", str(tmp_path))
+    engine = Engine.from_name("lspkd_student", device="cpu", seed=0)
+    path = save_checkpoint(tmp_path / "student.pt", engine.model)
+    with pytest.raises(ValueError, match="needs a CDSPN"):
+        Engine.from_checkpoint(path, device="cpu", backend="onnx", refinement="fused")
+    with pytest.raises(ValueError, match="refinement must be one of auto, graph, fused"):
+        Engine.from_checkpoint(path, device="cpu", backend="onnx", refinement="numba")
+    # Networks without DA-CSPN++ keep their whole graph under "auto".
+    assert Engine.from_checkpoint(path, device="cpu", backend="onnx").refinement == "graph"
+
+
+def test_without_numba_auto_keeps_the_whole_graph_and_says_why(lite_checkpoint, tmp_path, monkeypatch, caplog):
+    # numba missing is the case under test; dacspn_cpu reports it through `available()`.
+    monkeypatch.setenv("DCROS_CACHE_DIR", str(tmp_path))
+    monkeypatch.setattr(dacspn_cpu, "_IMPORT_ERROR", ImportError("No module named 'numba'"))
+    path, _ = lite_checkpoint
+    with caplog.at_level(logging.INFO, logger="depth_completion_ros.inference"):
+        engine = Engine.from_checkpoint(path, device="cpu", backend="onnx")
+    assert engine.refinement == "graph"
+    assert any("numba is not importable" in record.getMessage() for record in caplog.records)
+    with pytest.raises(RuntimeError, match="numba is not importable"):
+        Engine.from_checkpoint(path, device="cpu", backend="onnx", refinement="fused")
