@@ -40,15 +40,19 @@ def available() -> str | None:
 
 if numba is not None:
     @njit(parallel=True, cache=True)
-    def _propagate(initial, anchor, centre, weights, sparse, tap_rows, tap_cols, radius, iterations, scale):
-        """`dacspn.propagate_normalized` for one image: initial, anchor, sparse [H, W]; centre [H>>s, W>>s];
-        weights [taps, H>>s, W>>s] (s = `scale`, the guidance grid's log2 factor); tap offsets in pixels."""
+    def _propagate(initial, anchor, centre, weights, sparse, tap_rows, tap_cols, radius, iterations, scale,
+                   padded, work, result):
+        """`dacspn.propagate_normalized` for one image into `result`: initial, anchor, sparse [H, W]; centre
+        [H>>s, W>>s]; weights [taps, H>>s, W>>s] (s = `scale`, the guidance grid's log2 factor); tap offsets
+        in pixels. Buffers: padded [H + 2r, W + 2r], work and result [H, W]."""
         height, width = initial.shape
         taps = weights.shape[0]
-        padded = np.empty((height + 2 * radius, width + 2 * radius), np.float32)
-        depth = initial.copy()
-        out = np.empty((height, width), np.float32)
-        for _ in range(iterations):
+        if iterations == 0:
+            result[:] = initial
+        depth = initial
+        for iteration in range(iterations):
+            # Iterations alternate between the two buffers so that the last one writes `result`.
+            out = result if (iterations - 1 - iteration) % 2 == 0 else work
             for y in prange(height + 2 * radius):  # replicate padding
                 source = depth[min(max(y - radius, 0), height - 1)]
                 row = padded[y]
@@ -87,15 +91,14 @@ if numba is not None:
                     for x in range(width):
                         value = centre_row[x >> scale] * anchor_row[x] + row[x]
                         row[x] = sparse_row[x] if sparse_row[x] > 0 else value
-            depth, out = out, depth
-        return depth
+            depth = out
 
     @njit(parallel=True, cache=True)
-    def _normalize(raw, eps):
-        """`dacspn.normalize_affinities` for one image: raw [taps, h, w] -> (neighbours [taps, h, w], centre [h, w])."""
+    def _normalize(raw, eps, centre):
+        """`dacspn.normalize_affinities` for one image, in place: raw [taps, h, w] becomes the neighbour
+        weights, the centre weight [h, w] goes to `centre`."""
         taps, height, width = raw.shape
-        neighbours = np.empty_like(raw)
-        centre = np.empty((height, width), np.float32)
+        neighbours = raw
         for y in prange(height):
             scale = np.zeros(width, np.float32)
             for tap in range(taps):
@@ -111,13 +114,11 @@ if numba is not None:
                     total[x] += value
             for x in range(width):
                 centre[y, x] = np.float32(1.0) - total[x]
-        return neighbours, centre
 
     @njit(parallel=True, cache=True)
-    def _mix(results, weights, sparse, scale):
-        """sum_k weights[k] * results[k] (weights on the guidance grid), then the sparse depth selected back."""
+    def _mix(results, weights, sparse, scale, out):
+        """out = sum_k weights[k] * results[k] (weights on the guidance grid), the sparse depth selected back."""
         count, height, width = results.shape
-        out = np.empty((height, width), np.float32)
         for y in prange(height):
             guidance_row = y >> scale
             row = out[y]
@@ -130,7 +131,6 @@ if numba is not None:
             for x in range(width):
                 if sparse_row[x] > 0:
                     row[x] = sparse_row[x]
-        return out
 
 
 def tap_offsets(kernel_size: int, dilation: int) -> tuple[np.ndarray, np.ndarray]:
@@ -143,17 +143,36 @@ def tap_offsets(kernel_size: int, dilation: int) -> tuple[np.ndarray, np.ndarray
     return np.asarray(rows, np.int64), np.asarray(cols, np.int64)
 
 
+class Workspace:
+    """Planes reused from call to call (by name and shape). A frame of the default CDSPN needs ~100 MB of
+    them; allocated per frame they are mapped and page-faulted anew each time, which cost more than the
+    propagation itself (measured: the normalisation of one 48-plane affinity map 18-410 ms fresh, against
+    a few ms in reused memory). Not for concurrent calls: one per engine, used under its lock."""
+
+    def __init__(self):
+        self._planes: dict[str, np.ndarray] = {}
+
+    def plane(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
+        array = self._planes.get(name)
+        if array is None or array.shape != shape:
+            array = self._planes[name] = np.empty(shape, np.float32)
+        return array
+
+
 def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequence[np.ndarray], np.ndarray]],
-           layout: RefinementLayout, threads: int | None = None) -> np.ndarray:
+           layout: RefinementLayout, threads: int | None = None, workspace: Workspace | None = None) -> np.ndarray:
     """`DACSPN.refine` after `DACSPN.raw_guidance_on_features`, on numpy arrays: coarse and sparse [B,1,H,W]
     metres (sparse: 0 = none, already cleaned), guidance per stage ([raw affinities [B,k*k-1,h,w] per kernel
     size], kernel-size weights [B,K,h,w]) on the stage's feature grid, h = H/d. Returns refined depth
-    [B,1,H,W]. `threads`: numba threads for this call (None: numba's default, the cores)."""
+    [B,1,H,W] (in `workspace` memory when one is given: valid until its next use). The raw affinities are
+    normalised in place (overwritten) when they are float32 and C-contiguous. `threads`: numba threads for
+    this call (None: numba's default, the cores)."""
     if _IMPORT_ERROR is not None:
         raise RuntimeError(available())
     dilations, kernel_sizes = layout.dilations, layout.kernel_sizes
     if len(guidance) != len(dilations):
         raise ValueError(f"guidance has {len(guidance)} stages, the refinement has {len(dilations)}")
+    workspace = workspace or Workspace()
     batch, _, height, width = coarse.shape
     offsets = {(k, d): tap_offsets(k, d) for d in dilations for k in kernel_sizes}
     eps = np.float32(layout.eps)
@@ -161,33 +180,45 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
     if threads:
         numba.set_num_threads(min(threads, numba.config.NUMBA_NUM_THREADS))
     try:
-        refined = np.empty_like(coarse, dtype=np.float32)
+        refined = workspace.plane("refined", (batch, 1, height, width))
+        results = workspace.plane("results", (len(kernel_sizes), height, width))
+        work = workspace.plane("work", (height, width))
+        stage_outputs = [workspace.plane(f"stage{parity}", (height, width)) for parity in range(2)]
         for b in range(batch):
             valid_sparse = np.ascontiguousarray(sparse[b, 0], dtype=np.float32)
             previous = np.ascontiguousarray(coarse[b, 0], dtype=np.float32)
-            for dilation, (affinities, mixture) in zip(dilations, guidance):
+            for stage, (dilation, (affinities, mixture)) in enumerate(zip(dilations, guidance)):
                 scale = _log2_factor(height, mixture.shape[-2], width, mixture.shape[-1])
-                results = np.empty((len(kernel_sizes), height, width), np.float32)
+                radius_max = (max(kernel_sizes) // 2) * dilation
+                padded_size = (height + 2 * radius_max) * (width + 2 * radius_max)
+                padded_all = workspace.plane(f"padded{dilation}", (padded_size,))
                 for index, (kernel_size, raw) in enumerate(zip(kernel_sizes, affinities)):
                     rows, cols = offsets[kernel_size, dilation]
                     if raw.shape[1] != len(rows):
                         raise ValueError(f"{raw.shape[1]} affinity channels for kernel size {kernel_size}")
-                    neighbours, centre = _normalize(np.ascontiguousarray(raw[b], dtype=np.float32), eps)
-                    results[index] = _propagate(previous, previous, centre, neighbours, valid_sparse, rows, cols,
-                                                (kernel_size // 2) * dilation, layout.iterations, scale)
-                previous = _mix(results, np.ascontiguousarray(mixture[b]), valid_sparse, scale)
-            refined[b, 0] = previous
+                    radius = (kernel_size // 2) * dilation
+                    padded = padded_all[:(height + 2 * radius) * (width + 2 * radius)].reshape(
+                        height + 2 * radius, width + 2 * radius)
+                    neighbours = np.ascontiguousarray(raw[b], dtype=np.float32)
+                    centre = workspace.plane("centre", mixture.shape[-2:])
+                    _normalize(neighbours, eps, centre)
+                    _propagate(previous, previous, centre, neighbours, valid_sparse, rows, cols, radius,
+                               layout.iterations, scale, padded, work, results[index])
+                output = refined[b, 0] if stage == len(dilations) - 1 else stage_outputs[stage % 2]
+                _mix(results, np.ascontiguousarray(mixture[b], dtype=np.float32), valid_sparse, scale, output)
+                previous = output
         return refined
     finally:
         numba.set_num_threads(previous_threads)
 
 
 def depth_from_refinement_inputs(flat: Sequence[np.ndarray], layout: RefinementLayout, height: int, width: int,
-                                 threads: int | None = None) -> np.ndarray:
-    """What a CDSPN returns, from its `cdspn.RefinementInputs` outputs (in `layout.names()` order): the
-    refined depth clamped at 0 and cropped to the input's height x width, [B,1,H,W] float32."""
+                                 threads: int | None = None, workspace: Workspace | None = None) -> np.ndarray:
+    """What a CDSPN returns, from its `cdspn.RefinementInputs` outputs (in `layout.names()` order, the
+    affinities overwritten): the refined depth clamped at 0 and cropped to the input's height x width,
+    [B,1,H,W] float32 (a new array)."""
     coarse, sparse, guidance = layout.unflatten(flat)
-    refined = refine(coarse, sparse, guidance, layout, threads)
+    refined = refine(coarse, sparse, guidance, layout, threads, workspace)
     return np.maximum(refined[..., :height, :width], np.float32(0.0))
 
 
