@@ -35,13 +35,15 @@ DISTRIBUTIONS = {
     "rosbags": ("rosbags", "python3-rosbags-pip"),
     "onnxruntime": ("onnxruntime", "python3-onnxruntime-pip"),
     "onnx": ("onnx", None),
+    # rosdep's python3-numba resolves on Ubuntu bionic and focal only, not on Humble's jammy or Jazzy's noble.
+    "numba": ("numba", None),
     "pytest": ("pytest", "python3-pytest"),
     "flake8": ("flake8", "python3-flake8"),
     "colcon-common-extensions": ("colcon_core", "python3-colcon-common-extensions"),
     "pykitti": ("pykitti", None),  # test extra only (test/test_synth_raw_readers.py); pip installs it
     "opencv-python-headless": ("cv2", "python3-opencv"),  # the morphological fill (baselines.py)
 }
-NO_ROSDEP_KEY = {"onnx"}
+NO_ROSDEP_KEY = {"onnx", "numba"}
 # Python modules whose ROS package has another name.
 ROS_PACKAGE_OF_MODULE = {"tf2_ros": "tf2_ros_py"}
 # Declared although no Python code imports them: what the launch files run, each with (file, text) showing it.

@@ -71,7 +71,7 @@ def describe_engine(engine) -> dict:
     """What the report shows of the engine (an `inference.Engine` or a `baselines.BaselineEngine`): put it
     into the summary under "engine" so that the page's title names the model."""
     described = {"architecture": getattr(engine, "architecture", type(engine).__name__)}
-    for name in ("backend", "device", "precision"):
+    for name in ("backend", "device", "precision", "refinement"):
         value = getattr(engine, name, None)
         if value is not None:
             described[name] = str(value)
