@@ -38,8 +38,17 @@ def available() -> str | None:
     return None if _IMPORT_ERROR is None else f"numba is not importable ({_IMPORT_ERROR})"
 
 
+def _compiled(function):
+    """numba's parallel compilation of `function`, cached on disk (next to this file, else in the user's
+    cache folder); without any writable cache location it compiles at every start instead of failing."""
+    try:
+        return njit(parallel=True, cache=True)(function)
+    except RuntimeError:  # "cannot cache function ...: no locator available"
+        return njit(parallel=True)(function)
+
+
 if numba is not None:
-    @njit(parallel=True, cache=True)
+    @_compiled
     def _propagate(initial, anchor, centre, weights, sparse, tap_rows, tap_cols, radius, iterations, scale,
                    padded, work, result):
         """`dacspn.propagate_normalized` for one image into `result`: initial, anchor, sparse [H, W]; centre
@@ -93,7 +102,7 @@ if numba is not None:
                         row[x] = sparse_row[x] if sparse_row[x] > 0 else value
             depth = out
 
-    @njit(parallel=True, cache=True)
+    @_compiled
     def _normalize(raw, eps, centre):
         """`dacspn.normalize_affinities` for one image, in place: raw [taps, h, w] becomes the neighbour
         weights, the centre weight [h, w] goes to `centre`."""
@@ -115,7 +124,7 @@ if numba is not None:
             for x in range(width):
                 centre[y, x] = np.float32(1.0) - total[x]
 
-    @njit(parallel=True, cache=True)
+    @_compiled
     def _mix(results, weights, sparse, scale, out):
         """out = sum_k weights[k] * results[k] (weights on the guidance grid), the sparse depth selected back."""
         count, height, width = results.shape
