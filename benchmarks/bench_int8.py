@@ -48,7 +48,7 @@ def parse_variant(text: str) -> tuple[str, str | None]:
 
 def run(checkpoint: Path, calibration_root: Path, data: Path, split: str, variants: list[str],
         calibration_frames: int = 8, limit: int | None = None, crop: tuple[int, int] = (352, 1216),
-        threads: int = 0) -> dict:
+        threads: int = 0, refinement: str = "graph") -> dict:
     parsed = [parse_variant(v) for v in variants]
     names = [name for name, _ in parsed]
     if len(set(names)) != len(names):
@@ -57,7 +57,7 @@ def run(checkpoint: Path, calibration_root: Path, data: Path, split: str, varian
     indices = list(range(len(dataset)))[:limit] if limit else list(range(len(dataset)))
     calibration = CalibrationFrames(calibration_root, "train", calibration_frames, crop=crop)
     with tempfile.TemporaryDirectory(prefix="dcros-int8-bench-") as work:
-        fp32 = export_onnx(checkpoint, Path(work) / "fp32.onnx", example_size=crop)
+        fp32 = export_onnx(checkpoint, Path(work) / "fp32.onnx", example_size=crop, refinement=refinement)
         graphs = {"fp32": fp32}
         quantized: dict[str, dict] = {}
         for name, pattern in parsed:
@@ -99,13 +99,14 @@ def run(checkpoint: Path, calibration_root: Path, data: Path, split: str, varian
             results[name]["worth_shipping"] = bool(abs(rmse_change) < SHIP_RMSE_CHANGE and median < fp32_median)
     return {"checkpoint": str(checkpoint), "calibration": calibration.description, "data": str(data),
             "split": split, "crop": list(crop), "frames": len(indices), "threads": engines["fp32"].threads,
+            "refinement": refinement,
             "ship_rmse_change": SHIP_RMSE_CHANGE, "results": results}
 
 
 def print_table(report: dict) -> None:
     crop = f"{report['crop'][0]}x{report['crop'][1]}"
     print(f"\n{report['frames']} frames of {report['data']} {report['split']}, {crop}, "
-          f"calibrated on {report['calibration']}, {report['threads']} threads")
+          f"calibrated on {report['calibration']}, {report['threads']} threads, refinement {report['refinement']}")
     print("| graph | convs int8 | RMSE mm | MAE mm | iRMSE | iMAE | RMSE change | median ms | fastest ms | x fp32 |")
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for name, r in report["results"].items():
@@ -133,12 +134,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--limit", type=int, default=None, help="first N frames only")
     parser.add_argument("--crop", type=int, nargs=2, default=(352, 1216), metavar=("H", "W"))
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads (0: the cores available)")
+    parser.add_argument("--refinement", choices=("graph", "fused"), default="graph",
+                        help="export the whole network, or a CDSPN without its propagation, which then runs as "
+                             "fused loops (models/dacspn_cpu.py), as the engine does on the CPU")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     torch.set_num_threads(1)  # data loading only; the graphs run in ONNX Runtime
     report = run(args.checkpoint, args.calibration, args.data, args.split, args.variants,
                  calibration_frames=args.calibration_frames, limit=args.limit, crop=tuple(args.crop),
-                 threads=args.threads)
+                 threads=args.threads, refinement=args.refinement)
     report["machine"] = describe_machine()
     report["command"] = "python benchmarks/bench_int8.py " + " ".join(argv if argv is not None else sys.argv[1:])
     print_table(report)

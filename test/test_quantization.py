@@ -108,3 +108,27 @@ def test_bench_int8_scores_and_times_every_graph_on_the_same_frames(synthetic_ki
         assert results[name]["rmse_mm"] > 0 and isinstance(results[name]["worth_shipping"], bool)
     with pytest.raises(ValueError, match="NAME=REGEX"):
         bench.parse_variant("refinement")
+
+
+def test_export_command_int8_with_the_propagation_fused(synthetic_kitti, tmp_path, capsys):
+    """`--refinement fused` with `--int8`: the quantized graph keeps the refinement layout, so the engine runs
+    it in int8 with the propagation outside, close to the fused fp32 graph."""
+    from depth_completion_ros.inference import read_onnx_refinement
+
+    torch.manual_seed(0)
+    model = build_model("cdspn_x32", width=8, iterations=1, prior="morphological")
+    checkpoint = save_checkpoint(tmp_path / "tiny.pt", model)
+    fp32, int8 = tmp_path / "fused.onnx", tmp_path / "fused_int8.onnx"
+    size = ["--height", str(CROP[0]), "--width", str(CROP[1])]
+    assert dcros(["export", "--checkpoint", str(checkpoint), "--onnx", str(fp32), "--refinement", "fused", *size]) == 0
+    assert "the inputs of DA-CSPN++s propagation" in capsys.readouterr().out
+    assert dcros(["export", "--checkpoint", str(checkpoint), "--onnx", str(int8), "--refinement", "fused", "--int8",
+                  "--calibration", str(synthetic_kitti), "--calibration-frames", "1", *size]) == 0
+    assert read_onnx_refinement(int8) == read_onnx_refinement(fp32) is not None
+    engines = [Engine.from_checkpoint(checkpoint, device="cpu", backend="onnx", onnx_path=path, threads=1)
+               for path in (fp32, int8)]
+    assert [(e.precision, e.refinement) for e in engines] == [("fp32", "fused"), ("int8", "fused")]
+    rgb = np.random.default_rng(0).integers(0, 256, (CROP[0], CROP[1], 3), dtype=np.uint8)
+    sparse = np.where(np.random.default_rng(1).random(CROP) < 0.1, np.float32(20), np.float32(0)).astype(np.float32)
+    depths = [engine.predict(rgb, sparse) for engine in engines]
+    assert np.isfinite(depths[1]).all() and np.abs(depths[1] - depths[0]).mean() < 1.0

@@ -16,6 +16,10 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--static-hw", action="store_true",
                         help="fix height and width to the example size (batch stays dynamic)")
     parser.add_argument("--no-check", action="store_true", help="skip the comparison with PyTorch")
+    parser.add_argument("--refinement", choices=("graph", "fused"), default="graph",
+                        help="'graph': the whole network (any ONNX runtime). 'fused' (CDSPN): the graph stops before "
+                             "DA-CSPN++'s propagation, which this package's engine then runs as fused loops on the "
+                             "CPU (faster; the file needs this package, e.g. as the node's onnx_path)")
     parser.add_argument("--tolerance", type=float, default=1e-3,
                         help="fail (exit 1) when max |onnx - torch| exceeds this many metres (default: 1e-3; "
                              "not with --int8, whose graph differs by design)")
@@ -48,10 +52,11 @@ def run(args: argparse.Namespace) -> int:
     if args.int8:
         return _export_int8(args, model)
     written = export_onnx(model, args.onnx, opset=args.opset, dynamic_hw=not args.static_hw,
-                          example_size=(args.height, args.width))
+                          example_size=(args.height, args.width), refinement=args.refinement)
     size_mb = written.stat().st_size / 1e6
     print(f"wrote {written} ({size_mb:.1f} MB): {checkpoint.architecture} {checkpoint.kwargs}, opset {args.opset}, "
-          f"inputs rgb [B,3,H,W] float 0..1 + sparse_depth [B,1,H,W] m -> depth [B,1,H,W] m, "
+          f"inputs rgb [B,3,H,W] float 0..1 + sparse_depth [B,1,H,W] m -> "
+          f"{'depth [B,1,H,W] m' if args.refinement == 'graph' else 'the inputs of DA-CSPN++s propagation'}, "
           f"{'fixed ' + str(args.height) + 'x' + str(args.width) if args.static_hw else 'dynamic'} H/W")
     if args.no_check:
         return 0
@@ -78,7 +83,8 @@ def _export_int8(args: argparse.Namespace, model) -> int:
                                     crop=(args.height, args.width))
     with tempfile.TemporaryDirectory(prefix="dcros-export-") as work:
         fp32 = export_onnx(model, Path(work) / "fp32.onnx", opset=args.opset, dynamic_hw=not args.static_hw,
-                           example_size=(args.height, args.width), check=not args.no_check)
+                           example_size=(args.height, args.width), check=not args.no_check,
+                           refinement=args.refinement)
         written, nodes = quantize_onnx(fp32, args.onnx, calibration, args.int8_nodes)
         size_mb = written.stat().st_size / 1e6
         print(f"wrote {written} ({size_mb:.1f} MB): int8 QDQ, {len(nodes)} convolutions quantized, calibrated on "

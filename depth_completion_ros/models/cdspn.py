@@ -255,10 +255,14 @@ class CDSPN(nn.Module):
         return self.refinement.parameters()
 
     # -- forward ----------------------------------------------------------------------------------
-    def forward(self, rgb: torch.Tensor, sparse: torch.Tensor, return_features: bool = False, refine: bool = True):
+    def forward(self, rgb: torch.Tensor, sparse: torch.Tensor, return_features: bool = False, refine: bool = True,
+                refinement_inputs: bool = False):
         """rgb [B,3,H,W] in 0..1, sparse [B,1,H,W] metres (0 = none) -> dense depth [B,1,H,W] metres >= 0.
 
         `refine=False` returns the coarse backbone depth (skips DA-CSPN++, for backbone-only training).
+        `refinement_inputs=True` stops before the propagation: (coarse depth, sparse depth, raw guidance) on
+        the padded grid, as `RefinementInputs` exports them (through the modules' calls, so that an exported
+        graph names its nodes as the whole network's do).
         `return_features=True` returns (depth, features): every Table 3.2 layer output by its name (on the
         grid padded to a multiple of 16, at the layer's resolution), the branch predictions
         "rgb_branch_depth", "rgb_branch_confidence", "depth_branch_depth", "depth_branch_confidence",
@@ -268,8 +272,10 @@ class CDSPN(nn.Module):
         """
         check_inputs(rgb, sparse)
         height, width = rgb.shape[-2:]
-        coarse, sparse, features, f, heads = self.backbone(rgb, sparse, guidance_features=refine,
+        coarse, sparse, features, f, heads = self.backbone(rgb, sparse, guidance_features=refine or refinement_inputs,
                                                            head_outputs=return_features)
+        if refinement_inputs:
+            return coarse, sparse, self.refinement(coarse, sparse, features, raw_guidance=True)
         stages = []
         if refine:
             depth, stages = self.refinement(coarse, sparse, features, return_stages=True)
@@ -386,9 +392,7 @@ class RefinementInputs(nn.Module):
         self.layout = RefinementLayout.of(model.refinement)
 
     def forward(self, rgb: torch.Tensor, sparse: torch.Tensor) -> tuple:
-        check_inputs(rgb, sparse)
-        coarse, sparse, features, _, _ = self.model.backbone(rgb, sparse)
-        return self.layout.flatten(coarse, sparse, self.model.refinement.raw_guidance_on_features(features))
+        return self.layout.flatten(*self.model(rgb, sparse, refinement_inputs=True))
 
 
 def _build(width: int, kwargs: dict) -> CDSPN:

@@ -363,10 +363,13 @@ class DACSPN(nn.Module):
         return (previous, stage_outputs) if return_stages else previous
 
     def forward(self, coarse: torch.Tensor, sparse: torch.Tensor, features: Mapping[int, torch.Tensor],
-                return_stages: bool = False):
-        """coarse [B,1,H,W] metres, sparse [B,1,H,W] metres (0 = none), features {scale: [B,C,H/s,W/s]}."""
+                return_stages: bool = False, raw_guidance: bool = False):
+        """coarse [B,1,H,W] metres, sparse [B,1,H,W] metres (0 = none), features {scale: [B,C,H/s,W/s]}.
+        `raw_guidance=True` returns `raw_guidance_on_features(features)` instead of refining."""
         if not torch.jit.is_tracing() and (coarse.shape != sparse.shape or coarse.dim() != 4 or coarse.shape[1] != 1):
             raise ValueError(f"coarse {tuple(coarse.shape)} and sparse {tuple(sparse.shape)} must both be [B,1,H,W]")
+        if raw_guidance:
+            return self.raw_guidance_on_features(features)
         guidance = self.predict_guidance(features, tuple(coarse.shape[-2:]))
         return self.refine(coarse, sparse, guidance, return_stages=return_stages)
 
