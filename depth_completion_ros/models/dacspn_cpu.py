@@ -33,9 +33,28 @@ except ImportError as error:  # pragma: no cover - exercised only where numba is
     _IMPORT_ERROR = error
 
 
+_self_test: str | None | bool = False  # False: not run yet in this process
+
+
 def available() -> str | None:
-    """None when the fused refinement can run, else why not."""
-    return None if _IMPORT_ERROR is None else f"numba is not importable ({_IMPORT_ERROR})"
+    """None when the fused refinement runs here, else why not: numba must import, and the loops must
+    compile and run on a tiny input (checked once per process, ~3 s on first use, then from numba's disk
+    cache), so that an engine never finds out at its first frame."""
+    global _self_test
+    if _IMPORT_ERROR is not None:
+        return f"numba is not importable ({_IMPORT_ERROR})"
+    if _self_test is False:
+        try:
+            layout = RefinementLayout((2, 1), (3,), 1)
+            flat = [np.ones((1, 1, 4, 4), np.float32), np.zeros((1, 1, 4, 4), np.float32),
+                    np.zeros((1, 8, 2, 2), np.float32), np.ones((1, 1, 2, 2), np.float32),
+                    np.zeros((1, 8, 4, 4), np.float32), np.ones((1, 1, 4, 4), np.float32)]
+            if not np.array_equal(depth_from_refinement_inputs(flat, layout, 4, 4), flat[0]):
+                raise RuntimeError("zero guidance did not return the coarse depth")
+            _self_test = None
+        except Exception as error:  # noqa: BLE001 - numba's compile errors share no useful base class
+            _self_test = f"numba cannot compile or run the propagation loops ({type(error).__name__}: {error})"
+    return _self_test
 
 
 def _compiled(function):
