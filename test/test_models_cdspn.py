@@ -411,3 +411,30 @@ def test_propagation_gradients_match_autograd_through_the_plain_sum():
     plain = torch.autograd.grad((_weighted_tap_sum(padded, weights, taps) * upstream).sum(), (padded, weights))
     for ours, reference in zip(custom, plain):
         torch.testing.assert_close(ours, reference)
+
+
+@pytest.mark.parametrize("convolution", ["dense", "separable"])
+def test_guidance_heads_run_as_one_convolution_in_eval_mode(convolution):
+    """Eval mode computes every head with one convolution (BatchNorms folded in): the same outputs as the
+    separate heads; training mode keeps the separate heads and their batch statistics."""
+    from depth_completion_ros.models.dacspn import GuidanceHead
+
+    torch.manual_seed(0)
+    head = GuidanceHead(12, (3, 5, 7), convolution)
+    for norm in (module for module in head.modules() if isinstance(module, torch.nn.BatchNorm2d)):
+        norm.running_mean.normal_(0, 0.5)
+        norm.running_var.uniform_(0.5, 2.0)
+        norm.weight.data.normal_(1, 0.2)
+        norm.bias.data.normal_(0, 0.2)
+    features = torch.randn(2, 12, 9, 14)
+    head.eval()
+    with torch.no_grad():
+        affinities, logits = head(features)
+        shared = features if head.depthwise is None else head.depthwise(features)
+        expected = [separate(shared) for separate in head.heads()]
+    assert [a.shape[1] for a in affinities] == [8, 24, 48] and logits.shape[1] == 3
+    for actual, reference in zip([*affinities, logits], expected):
+        assert torch.allclose(actual, reference, atol=1e-5, rtol=1e-5)
+    head.train()
+    affinities, _ = head(features)
+    assert affinities[0].grad_fn is not None and not torch.allclose(affinities[0].detach(), expected[0], atol=1e-3)
