@@ -104,13 +104,15 @@ if numba is not None:
                     offset = radius + tap_cols[tap]
                     for y in range(first, first + (1 << scale)):
                         row = out[y]
-                        neighbour = padded[y + radius + tap_rows[tap]]
+                        # A slice, so that the loop indexes with x alone: an index that may be negative
+                        # (x + offset) makes numba wrap it around per element, which stops vectorization.
+                        neighbour = padded[y + radius + tap_rows[tap], offset:offset + width]
                         if tap == 0:
                             for x in range(width):
-                                row[x] = weight[x] * neighbour[x + offset]
+                                row[x] = weight[x] * neighbour[x]
                         else:
                             for x in range(width):
-                                row[x] = row[x] + weight[x] * neighbour[x + offset]
+                                row[x] = row[x] + weight[x] * neighbour[x]
                 centre_row = centre[guidance_row]
                 for y in range(first, first + (1 << scale)):
                     row = out[y]
