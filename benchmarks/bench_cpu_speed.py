@@ -56,8 +56,8 @@ class Config:
 
 
 CONFIGS = (
-    Config("torch, full frame, default threads (old path)", "torch", "full", None),
-    Config("torch, full frame, threads chosen", "torch", "full", 0),
+    Config("torch, full frame, default threads (old path)", "torch", "full", None, refinement="graph"),
+    Config("torch, full frame, threads chosen", "torch", "full", 0, refinement="graph"),
     Config("onnx, full frame, default threads", "onnx", "full", None, refinement="graph"),
     Config("onnx, full frame, threads chosen", "onnx", "full", 0, refinement="graph"),
     Config("auto, roi auto, threads chosen, propagation in graph", "auto", "auto", 0, refinement="graph"),

@@ -609,10 +609,11 @@ class Engine:
         loads the checkpoint into PyTorch. A failed cache export is remembered beside the cache file
         (`<cache>.failed`, delete it to retry) so that later loads do not pay for the export again.
         threads: CPU threads (0 = the cores available to the process, None = the libraries' defaults).
-        refinement (ONNX Runtime with the cached export; an explicit `onnx_path` runs as it was exported):
-        "fused" exports a CDSPN without DA-CSPN++'s propagation and runs that with `models.dacspn_cpu`
-        (same depth to float rounding, several times faster on a CPU); "graph" the whole network in
-        ONNX Runtime; "auto" fuses for a CDSPN on the CPU when numba is importable.
+        refinement: "fused" runs a CDSPN up to DA-CSPN++'s propagation (ONNX Runtime: the cached export
+        stops there; PyTorch: `forward(refinement_inputs=True)`) and the propagation with
+        `models.dacspn_cpu` (same depth to float rounding, several times faster on a CPU); "graph" the
+        whole network in the runtime; "auto" fuses for a CDSPN on the CPU when numba runs. An explicit
+        `onnx_path` runs as it was exported.
         """
         if backend not in _BACKENDS:
             raise ValueError(f"backend must be one of {', '.join(_BACKENDS)}, got {backend!r}")
@@ -642,10 +643,12 @@ class Engine:
                 LOGGER.info("backend auto: torch (%s)", reason)
         if backend == "torch":
             model = model_from_checkpoint(checkpoint, path)
+            fused = _resolve_refinement(refinement, checkpoint.architecture, torch_device) == "fused"
             return cls(model=model, session=None, device=torch_device,
                        precision=resolve_precision(precision, torch_device, "torch"), backend="torch",
                        architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
-                       metadata=checkpoint.metadata, threads=threads, backend_reason=reason)
+                       metadata=checkpoint.metadata, threads=threads, backend_reason=reason,
+                       refinement_layout=RefinementLayout.of(model.refinement) if fused else None)
         return cls._onnx_from_checkpoint(path, checkpoint, torch_device, precision, onnx_path, opset,
                                          threads, reason, remember_failure=False, refinement=refinement)
 
@@ -785,10 +788,24 @@ class Engine:
         sparse = sparse.to(self._device, dtype=torch.float32, non_blocking=True).contiguous(memory_format=memory_format)
         with torch.inference_mode(), _torch_threads(self._threads if self._device.type == "cpu" else None), \
                 torch.autocast(device_type=self._device.type, dtype=torch.float16, enabled=self._precision == "fp16"):
+            if self._refinement_layout is not None:
+                return self._run_torch_fused(rgb, sparse)
             output = self._model(rgb, sparse)
         if isinstance(output, (tuple, list)):  # a model that always returns (depth, features)
             output = output[0]
         output = output.float().contiguous()
+        self._synchronize()
+        return output
+
+    def _run_torch_fused(self, rgb: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
+        from .models import dacspn_cpu
+
+        flat = self._refinement_layout.flatten(*self._model(rgb, sparse, refinement_inputs=True))
+        arrays = [tensor.float().cpu().numpy() for tensor in flat]
+        with self._workspace_lock:
+            depth = dacspn_cpu.depth_from_refinement_inputs(arrays, self._refinement_layout, rgb.shape[2],
+                                                            rgb.shape[3], self._threads, self._workspace)
+        output = torch.from_numpy(depth).to(self._device)
         self._synchronize()
         return output
 

@@ -126,3 +126,19 @@ def test_without_numba_auto_keeps_the_whole_graph_and_says_why(lite_checkpoint, 
     assert any("numba is not importable" in record.getMessage() for record in caplog.records)
     with pytest.raises(RuntimeError, match="numba is not importable"):
         Engine.from_checkpoint(path, device="cpu", backend="onnx", refinement="fused")
+
+
+def test_pytorch_engine_on_the_cpu_fuses_the_propagation_too(lite_checkpoint, tmp_path, monkeypatch):
+    monkeypatch.setenv("DCROS_CACHE_DIR", str(tmp_path))
+    path, _ = lite_checkpoint
+    fused = Engine.from_checkpoint(path, device="cpu", backend="torch")
+    graph = Engine.from_checkpoint(path, device="cpu", backend="torch", refinement="graph")
+    assert (fused.backend, fused.refinement) == ("torch", "fused") and graph.refinement == "graph"
+    rgb, sparse = example_inputs(45, 70, batch=2, seed=5)
+    expected = graph.predict(rgb, sparse)
+    depth = fused.predict(rgb, sparse)
+    assert depth.shape == expected.shape and depth.dtype == torch.float32
+    assert (depth - expected).abs().max().item() < TOLERANCE_M
+    rgb_np = (rgb[1].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    assert np.abs(fused.predict(rgb_np, sparse[1, 0].numpy()) - graph.predict(rgb_np, sparse[1, 0].numpy())).max() \
+        < TOLERANCE_M
