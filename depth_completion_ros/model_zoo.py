@@ -56,12 +56,13 @@ def checkpoint_of(model: str, shipped: dict[str, Path] | None = None) -> Path | 
 
 
 def resolve_engine(model: str = "default", device: str = "auto", precision: str = "auto", backend: str = "auto",
-                   onnx_path: str | None = None, threads: int | None = 0):
+                   onnx_path: str | None = None, threads: int | None = 0, refinement: str = "auto"):
     """An `inference.Engine` for "default", a shipped model name, a checkpoint path or a registered name.
 
     backend "auto" (the default of the node and the command line) lets `inference.choose_backend` pick
     the runtime for a checkpoint; an untrained registered architecture has no checkpoint to export and
     runs on PyTorch. threads: 0 = the cores available to the process (see `inference.resolve_threads`).
+    refinement: where DA-CSPN++'s propagation runs (`Engine.from_checkpoint`): "auto", "graph" or "fused".
     """
     from .inference import Engine
     from .models import list_models
@@ -85,4 +86,4 @@ def resolve_engine(model: str = "default", device: str = "auto", precision: str 
                          f"({', '.join(sorted(shipped)) or 'none installed'}), registered architecture "
                          f"({', '.join(list_models())}) or baseline (baseline:nearest, baseline:morphological)")
     return Engine.from_checkpoint(path, device=device, precision=precision, backend=backend, onnx_path=onnx_path,
-                                  threads=threads)
+                                  threads=threads, refinement=refinement)

@@ -16,6 +16,10 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--backend", default="auto", choices=("auto", "torch", "onnx"),
                        help="inference runtime; 'auto': ONNX Runtime on the CPU for the models measured faster "
                             "with it (exported once to a cache), else PyTorch; default: %(default)s")
+    group.add_argument("--refinement", default="auto", choices=("auto", "graph", "fused"),
+                       help="where a CDSPN's DA-CSPN++ propagation runs: 'fused' loops on the CPU (numba; same "
+                            "depth, faster), 'graph' inside the network's runtime; 'auto': fused on the CPU when "
+                            "numba runs (default: %(default)s)")
     group.add_argument("--threads", type=int, default=0,
                        help="CPU threads of the network; 0 = the cores this process may run on "
                             "(default: %(default)s)")
@@ -49,7 +53,7 @@ def engine_from_args(args):
     if args.threads < 0:
         raise ValueError(f"--threads must be >= 0 (0 = the cores available), got {args.threads}")
     return resolve_engine(args.checkpoint or args.model, device=args.device, precision=args.precision,
-                          backend=args.backend, threads=args.threads)
+                          backend=args.backend, threads=args.threads, refinement=args.refinement)
 
 
 def pipeline_options_from_args(args):

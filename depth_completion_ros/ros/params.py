@@ -89,6 +89,10 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "once to a cache unless onnx_path is given); 'torch' runs PyTorch", choices=BACKEND_CHOICES),
     ParameterSpec("onnx_path", "", "ONNX file for backend 'onnx' or 'auto' on the CPU (empty: export the "
                   "checkpoint to a cache)"),
+    ParameterSpec("refinement", "auto", "where a CDSPN's DA-CSPN++ propagation runs: 'fused' loops on the CPU "
+                  "(numba; same depth, faster), 'graph' inside the network's runtime; 'auto': fused on the CPU "
+                  "when numba compiles and runs (checked at start-up), else the graph, the reason logged",
+                  choices=("auto", "graph", "fused")),
     ParameterSpec("threads", 0, "CPU threads of the network (PyTorch or ONNX Runtime intra-op; one inter-op "
                   "thread); 0 = the cores this process may run on", minimum=0, maximum=1024),
     ParameterSpec("sync.queue_size", 10, "messages per input kept by the approximate-time synchronizer",
@@ -162,6 +166,7 @@ class NodeSettings:
     precision: str
     backend: str
     onnx_path: str
+    refinement: str
     threads: int
     sync_queue_size: int
     sync_slop: float
@@ -295,6 +300,7 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
         precision=checked["precision"],
         backend=checked["backend"],
         onnx_path=checked["onnx_path"],
+        refinement=checked["refinement"],
         threads=checked["threads"],
         sync_queue_size=checked["sync.queue_size"],
         sync_slop=checked["sync.slop"],
@@ -379,7 +385,7 @@ def build_engine(settings: NodeSettings):
     try:
         engine = resolve_engine(settings.model, device=settings.device, precision=settings.precision,
                                 backend=settings.backend, onnx_path=settings.onnx_path or None,
-                                threads=settings.threads)
+                                threads=settings.threads, refinement=settings.refinement)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"parameter 'model': {error}") from error
     except CheckpointError as error:
