@@ -217,6 +217,13 @@ def test_build_engine_from_a_registered_name_and_from_a_checkpoint(tmp_path):
     from_file = build_engine(validate_parameters({"model": str(path), "device": "cpu", "backend": "torch"},
                                                  accepted_model_names()))
     assert from_file.architecture == SMALL_MODEL and from_file.metadata == {"note": "test"}
+    # refinement: a CDSPN on the CPU fuses its propagation unless the parameter says "graph".
+    assert from_file.refinement == "fused"
+    in_graph = build_engine(validate_parameters({"model": str(path), "device": "cpu", "backend": "torch",
+                                                 "refinement": "graph"}, accepted_model_names()))
+    assert in_graph.refinement == "graph"
+    with pytest.raises(ParameterError, match="refinement"):
+        validate_parameters({"refinement": "numba"})
     with pytest.raises(ParameterError, match="backend.*untrained registered architecture"):
         build_engine(validate_parameters({"model": SMALL_MODEL, "backend": "onnx"}, accepted_model_names()))
     path.unlink()
