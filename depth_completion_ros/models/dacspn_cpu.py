@@ -13,8 +13,8 @@ inside the loops, so the up-sampled planes are never stored. Same operations in 
 (multiply, then add, tap by tap; no fused multiply-add): results agree with PyTorch to float32
 rounding of the sums (~1e-6 relative), as ONNX Runtime's do.
 
-numba compiles the loops on first use (about 3 s) and caches them on disk; `available()` says whether it
-is installed.
+numba compiles the loops on first use (3-10 s) and caches them on disk; `available()` says whether they
+run here.
 """
 from __future__ import annotations
 
