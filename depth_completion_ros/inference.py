@@ -23,10 +23,10 @@ Choices made here, so callers need not repeat them:
   architectures measured faster with it (`ONNX_FASTER_ON_CPU`) when onnxruntime and onnx are installed;
   an export or session failure falls back to PyTorch. The choice and its reason are logged and kept in
   `engine.backend_reason`; `engine.backend` names the runtime that actually runs.
-- refinement "auto" (ONNX Runtime with the cached export, CPU, a CDSPN, numba installed): the graph stops
-  before DA-CSPN++'s propagation, which `models.dacspn_cpu` runs as fused loops (same depth to float
-  rounding; 1.3-1.6x the whole graph end to end, `benchmarks/results/cpu_speed.md`). `engine.refinement`
-  says "fused" or "graph".
+- refinement "auto" (a CDSPN on the CPU, numba running): the network stops before DA-CSPN++'s propagation
+  (ONNX Runtime: the cached export ends there; PyTorch: `forward(refinement_inputs=True)`), which
+  `models.dacspn_cpu` runs as fused loops (same depth to float rounding; 1.3-1.8x the whole graph end to
+  end, `benchmarks/results/cpu_speed.md`). `engine.refinement` says "fused" or "graph".
 - threads: 0 ("auto") uses the cores this process may run on (`available_cores`, affinity-aware) for
   PyTorch's intra-op pool (set around each call, so other torch work in the process keeps its own
   setting) or ONNX Runtime's intra-op pool, with one inter-op thread; a positive number overrides it;
