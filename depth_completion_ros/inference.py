@@ -400,8 +400,8 @@ def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_
         reference = model(rgb, sparse)
     try:
         # Fatal-only logging: a failure is reported once, in the ExportError below.
-        exported = _run_session(_onnx_session(onnx_path, torch.device("cpu"), log_severity=4), layout,
-                                rgb.numpy(), sparse.numpy())
+        session = _onnx_session(onnx_path, torch.device("cpu"), log_severity=4, spinning=layout is None)
+        exported = _run_session(session, layout, rgb.numpy(), sparse.numpy())
     except Exception as error:  # onnxruntime's error types do not share a useful base class
         raise ExportError(f"the ONNX graph of {architecture} traced at {example_size[0]}x{example_size[1]} "
                           f"fails at {height}x{width}: a size was probably frozen by tracing (see the tracer "
@@ -419,17 +419,19 @@ def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_
 
 
 def _run_session(session, layout: RefinementLayout | None, rgb: np.ndarray, sparse: np.ndarray,
-                 threads: int | None = None, workspace=None) -> np.ndarray:
+                 finish=None) -> np.ndarray:
     """Depth [B,1,H,W] from an onnxruntime session of an `export_onnx` graph: its output, or with a
-    refinement `layout` its outputs propagated by `dacspn_cpu` (`threads` numba threads, buffers from
-    `workspace`, a `dacspn_cpu.Workspace`)."""
+    refinement `layout` its outputs propagated by `finish(outputs, height, width)` (default:
+    `dacspn_cpu.depth_from_refinement_inputs` with fresh buffers)."""
     feeds = {INPUT_NAMES[0]: rgb, INPUT_NAMES[1]: sparse}
     if layout is None:
         return session.run([OUTPUT_NAME], feeds)[0]
-    from .models import dacspn_cpu
-
     flat = session.run(layout.names(), feeds)
-    return dacspn_cpu.depth_from_refinement_inputs(flat, layout, rgb.shape[2], rgb.shape[3], threads, workspace)
+    if finish is None:
+        from .models import dacspn_cpu
+
+        return dacspn_cpu.depth_from_refinement_inputs(flat, layout, rgb.shape[2], rgb.shape[3])
+    return finish(flat, rgb.shape[2], rgb.shape[3])
 
 
 def read_onnx_refinement(onnx_path: str | Path) -> RefinementLayout | None:
@@ -497,12 +499,13 @@ def onnx_cache_path(checkpoint_path: str | Path, opset: int = DEFAULT_OPSET, ref
     return Path(root) / "onnx" / name
 
 
-def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3, threads: int | None = None):
+def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3, threads: int | None = None,
+                  spinning: bool = True):
     """An onnxruntime session on CUDA when `device` is CUDA and the CUDA provider exists, else on the CPU.
     `log_severity`: onnxruntime's own logging threshold (3 = errors, 4 = fatal only); `threads`: intra-op
-    threads (None: onnxruntime's default), with one inter-op thread. For a graph whose propagation runs
-    outside (`read_onnx_refinement`), the intra-op threads do not spin after a run: they would hold the
-    cores the propagation needs next (measured: its time 86 -> 66 ms with the lite CDSPN on 2 cores)."""
+    threads (None: onnxruntime's default), with one inter-op thread. `spinning=False` for a graph whose
+    propagation runs outside (`read_onnx_refinement`): idle intra-op threads that spin after a run would
+    hold the cores the propagation needs next (measured: its time 86 -> 66 ms, lite CDSPN, 2 cores)."""
     import onnxruntime as ort
 
     available = ort.get_available_providers()
@@ -518,7 +521,7 @@ def _onnx_session(onnx_path: Path, device: torch.device, log_severity: int = 3, 
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    if read_onnx_refinement(onnx_path) is not None:
+    if not spinning:
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
     names = [node.name for node in session.get_inputs()]
@@ -666,11 +669,13 @@ class Engine:
         if stored_architecture is not None and stored_architecture != checkpoint.architecture:
             raise ValueError(f"{onnx_path} holds {stored_architecture!r} but checkpoint {path} is "
                              f"{checkpoint.architecture!r}")
-        return cls(model=None, session=_onnx_session(onnx_path, torch_device, threads=threads), device=torch_device,
+        layout = _usable_refinement(onnx_path)
+        session = _onnx_session(onnx_path, torch_device, threads=threads, spinning=layout is None)
+        return cls(model=None, session=session, device=torch_device,
                    precision=resolve_precision(precision, torch_device, _onnx_precision_backend(onnx_path)),
                    backend="onnx", architecture=checkpoint.architecture, kwargs=checkpoint.kwargs,
                    metadata=checkpoint.metadata, onnx_path=onnx_path, threads=threads, backend_reason=reason,
-                   refinement_layout=_usable_refinement(onnx_path))
+                   refinement_layout=layout)
 
     @classmethod
     def from_onnx(cls, onnx_path: str | Path, device: str | torch.device = "auto",
@@ -680,11 +685,12 @@ class Engine:
         architecture, kwargs = read_onnx_architecture(onnx_path)
         torch_device = resolve_device(device)
         threads = resolve_threads(threads)
-        return cls(model=None, session=_onnx_session(onnx_path, torch_device, threads=threads), device=torch_device,
+        layout = _usable_refinement(onnx_path)
+        session = _onnx_session(onnx_path, torch_device, threads=threads, spinning=layout is None)
+        return cls(model=None, session=session, device=torch_device,
                    precision=resolve_precision("auto", torch_device, _onnx_precision_backend(onnx_path)),
                    backend="onnx", architecture=architecture or onnx_path.stem,
-                   kwargs=kwargs, metadata={}, onnx_path=onnx_path, threads=threads,
-                   refinement_layout=_usable_refinement(onnx_path))
+                   kwargs=kwargs, metadata={}, onnx_path=onnx_path, threads=threads, refinement_layout=layout)
 
     # ----- properties
 
@@ -798,22 +804,24 @@ class Engine:
         return output
 
     def _run_torch_fused(self, rgb: torch.Tensor, sparse: torch.Tensor) -> torch.Tensor:
-        from .models import dacspn_cpu
-
         flat = self._refinement_layout.flatten(*self._model(rgb, sparse, refinement_inputs=True))
-        arrays = [tensor.float().cpu().numpy() for tensor in flat]
-        with self._workspace_lock:
-            depth = dacspn_cpu.depth_from_refinement_inputs(arrays, self._refinement_layout, rgb.shape[2],
-                                                            rgb.shape[3], self._threads, self._workspace)
+        depth = self._finish_fused([tensor.float().cpu().numpy() for tensor in flat], rgb.shape[2], rgb.shape[3])
         output = torch.from_numpy(depth).to(self._device)
         self._synchronize()
         return output
 
+    def _finish_fused(self, flat: list[np.ndarray], height: int, width: int) -> np.ndarray:
+        """The propagation of a fused engine in its reused buffers (one call at a time)."""
+        from .models import dacspn_cpu
+
+        with self._workspace_lock:
+            return dacspn_cpu.depth_from_refinement_inputs(flat, self._refinement_layout, height, width,
+                                                           self._threads, self._workspace)
+
     def _run_onnx(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         try:
-            with self._workspace_lock:
-                output = _run_session(self._session, self._refinement_layout, rgb.astype(np.float32, copy=False),
-                                      sparse.astype(np.float32, copy=False), self._threads, self._workspace)
+            output = _run_session(self._session, self._refinement_layout, rgb.astype(np.float32, copy=False),
+                                  sparse.astype(np.float32, copy=False), self._finish_fused)
         except Exception as error:  # onnxruntime's error types do not share a useful base class
             runtime = "onnxruntime" if self._refinement_layout is None else "onnxruntime or the fused refinement"
             raise RuntimeError(f"{self._onnx_path}: {runtime} failed on a {rgb.shape[0]}x{rgb.shape[2]}x"

@@ -349,20 +349,15 @@ class DACSPN(nn.Module):
             guidance.append((affinities, weights))
         return guidance
 
-    def predict_guidance_on_features(self, features: Mapping[int, torch.Tensor]
-                                     ) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]]:
-        """`raw_guidance_on_features` with the affinities normalised: per stage ([(neighbour weights, centre
-        weight) per kernel size], kernel-size weights), on the feature grid. Both normalisations are per
-        pixel, so they run before any up-sampling."""
-        return [([normalize_affinities(a, self.eps) for a in affinities], weights)
-                for affinities, weights in self.raw_guidance_on_features(features)]
-
     def predict_guidance(self, features: Mapping[int, torch.Tensor], size: tuple[int, int]
                          ) -> list[tuple[list[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]]:
-        """`predict_guidance_on_features` nearest-up-sampled to the depth grid `size`: the same values as
-        normalising after the up-sampling, with 1/d^2 of the work for a stage of dilation d."""
-        return [([tuple(_resize_nearest(t, size) for t in pair) for pair in normalized], _resize_nearest(weights, size))
-                for normalized, weights in self.predict_guidance_on_features(features)]
+        """Per stage: ([(neighbour weights, centre weight) per kernel size], kernel-size weights), on the depth
+        grid `size`. The affinities are normalised on the feature grid and then nearest-up-sampled: both
+        normalisations are per pixel, so the values are those of normalising after the up-sampling, with
+        1/d^2 of the work for a stage of dilation d."""
+        return [([tuple(_resize_nearest(t, size) for t in normalize_affinities(raw, self.eps)) for raw in affinities],
+                 _resize_nearest(weights, size))
+                for affinities, weights in self.raw_guidance_on_features(features)]
 
     def refine(self, coarse: torch.Tensor, sparse: torch.Tensor,
                guidance: Sequence[tuple[Sequence[tuple[torch.Tensor, torch.Tensor]], torch.Tensor]],
