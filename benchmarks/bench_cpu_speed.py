@@ -218,8 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=None, help="a synthetic KITTI root to read instead")
     parser.add_argument("--json", default=None, help="write the figures here")
     parser.add_argument("--also", action="append", default=[], metavar="MODEL",
-                        help="another model (shipped name or checkpoint) timed on the new path beside the "
-                             "others, e.g. a lighter network; repeatable")
+                        help="another model (shipped name or checkpoint) timed beside the others, with the "
+                             "propagation in the graph and on the new path, e.g. a lighter network; repeatable")
     parser.add_argument("--no-profile", action="store_true",
                         help="skip the per-operator profile of the new path's network (run after the timing)")
     args = parser.parse_args(argv)
