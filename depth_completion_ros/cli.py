@@ -20,8 +20,10 @@ COMMANDS = {
     "kitti2bag": "kitti2bag",
     "eval-bag": "eval_bag",
     "eval-kitti": "eval_kitti",
+    "play": "play",
     "train": "train",
     "prune-test": "prune_test",
+    "ros-setup": "ros_setup",
 }
 
 

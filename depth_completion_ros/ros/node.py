@@ -23,6 +23,14 @@ short. The synchronizer callback only drops the newest image/camera_info/points 
 mailbox (the frame it replaces is counted as dropped); one worker thread takes the newest triple, looks up
 the transform without blocking, runs the pipeline (conversion, projection, inference) and publishes.
 
+ROS 2: a distribution (Humble, Jazzy), or ROS 2 Jazzy's core from the Python package registry (rclpy and the
+message packages, `pip install depth_completion_ros[ros]`), which has no message_filters, tf2_ros or
+diagnostic_updater. Both run the same code: the approximate-time synchronizer is the package's own
+(`data.sync.ApproximateTimePairing`, message_filters' policy, the one bag evaluation uses), /diagnostics is
+published as diagnostic_updater lays it out (`ros.diagnostics`), and tf comes from tf2_ros where it is
+installed, else from the node's own /tf and /tf_static listener where tf2_msgs is (`dcros ros-setup` builds
+it), else from `lidar_to_camera` / `calibration_file` only, which the node says at start-up.
+
 Bad input (malformed clouds, unknown encodings, images whose size disagrees with CameraInfo) and failed
 inference are logged (throttled per reason) and counted as drops; the node keeps running.
 """
@@ -50,20 +58,22 @@ try:
     from rclpy.time import Time
     from rclpy.utilities import get_rmw_implementation_identifier
     from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-    import message_filters
-except ImportError as _error:  # a pip-only install has the core but not ROS 2
-    raise ImportError(f"the depth completion node needs ROS 2 (rclpy, message_filters, sensor_msgs): "
-                      f"source /opt/ros/<distro>/setup.bash first ({_error})") from _error
+except ImportError as _error:  # the package installed without ROS 2
+    raise ImportError(f"the depth completion node needs ROS 2's rclpy and sensor_msgs ({_error}): source a ROS 2 "
+                      f"distribution (source /opt/ros/<distro>/setup.bash), or install ROS 2 Jazzy from the "
+                      f"Python package registry with pip install 'depth_completion_ros[ros]'") from _error
 
 from ..data import messages
+from ..data.sync import ApproximateTimePairing
 from ..pipeline import FrameProcessor, PipelineOptions
 from . import latest_frame
 from .colorize import colorize_depth
 from .dds_tuning import receive_buffer_warning, required_receive_buffer
+from .diagnostics import DiagnosticsPublisher, diagnostic_status
 from .frame_handler import FrameHandler
 from .latest_frame import DropCounter, FrameWorker, LatestFrameMailbox
 from .monitoring import (
-    INPUTS, LEVEL_ERROR, LEVEL_OK, LEVEL_WARN, InputAccounting, LatencyWindow, LogThrottle, RateMeter, SelfCheckWindow,
+    INPUTS, InputAccounting, LatencyWindow, LogThrottle, RateMeter, SelfCheckWindow,
     describe_roi, summarize, summarize_self_check,
 )
 from .params import (
@@ -78,7 +88,7 @@ from .params import (
     check_value,
     validate_parameters,
 )
-from .transforms import TransformResolver
+from .transforms import LatestTransforms, TransformResolver
 
 OUTPUT_DEPTH = 5  # keep-last depth of the output publishers
 LOG_PERIOD_S = 5.0
@@ -86,6 +96,11 @@ WORKER_STOP_TIMEOUT_S = 10.0
 # Logged once the worker takes frames; bag_replay.launch.py starts the player on it.
 READY_MESSAGE = "ready for frames"
 RUNTIME_PARAMETERS = tuple(spec.name for spec in PARAMETERS if not spec.read_only)
+# tf2_ros' TransformListener subscriptions: /tf volatile, /tf_static transient local, both reliable, depth 100.
+TF_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                    durability=DurabilityPolicy.VOLATILE)
+TF_STATIC_QOS = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=100, reliability=ReliabilityPolicy.RELIABLE,
+                           durability=DurabilityPolicy.TRANSIENT_LOCAL)
 SELF_CHECK_STATUS = "depth completion self-check"
 # Runtime self-check parameters -> the PipelineOptions field each one sets.
 SELF_CHECK_OPTIONS = {"self_check.fraction": "self_check_fraction",
@@ -168,8 +183,14 @@ class DepthCompletionNode(Node):
 
         self._tf_buffer = None
         self._tf_listener = None
-        self.transforms = TransformResolver(self._make_tf_lookup() if settings.use_tf else None,
-                                            settings.lidar_to_camera, settings.tf_wait)
+        self.tf_source = "none"  # "tf2_ros", "tf_listener" (the node's own) or "none"
+        lookup = self._make_tf_lookup() if settings.use_tf else None
+        if settings.use_tf and lookup is None and settings.lidar_to_camera is None:
+            raise ParameterError(
+                "use_tf is true but this ROS 2 has no tf: neither tf2_ros nor tf2_msgs can be imported (ROS 2 from "
+                "the Python package registry has neither; `dcros ros-setup` builds tf2_msgs into this environment); "
+                "set lidar_to_camera or calibration_file")
+        self.transforms = TransformResolver(lookup, settings.lidar_to_camera, settings.tf_wait)
 
         qos = _output_qos(settings.output_qos)
         self.depth_publisher = self.create_publisher(Image, "depth/image", qos)
@@ -179,22 +200,18 @@ class DepthCompletionNode(Node):
         self.self_check_publisher = self._make_self_check_publisher(qos)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
-        # message_filters defaults to reliable depth 10, which never matches best-effort sensor publishers.
-        # Each input is counted as it arrives (a second callback beside the synchronizer's) and where the
-        # middleware reports a message lost, so that /diagnostics tells transport loss from the rest.
-        self._subscribers = []
-        for name, msg_type in zip(INPUTS, (Image, CameraInfo, PointCloud2)):
+        # Best effort (sensor data) receives from best-effort and reliable publishers alike. Each input is
+        # counted as it arrives and where the middleware reports a message lost, so that /diagnostics tells
+        # transport loss from the rest, then paired by header stamp with message_filters' approximate-time policy.
+        self._pairing = ApproximateTimePairing(len(INPUTS), settings.sync_queue_size, settings.sync_slop)
+        self._pairing_lock = threading.Lock()
+        self._input_subscribers = []
+        for index, (name, msg_type) in enumerate(zip(INPUTS, (Image, CameraInfo, PointCloud2))):
             events = SubscriptionEventCallbacks(message_lost=lambda info, name=name: self.accounting.lose(
                 name, info.total_count_change))
-            subscriber = message_filters.Subscriber(self, msg_type, name, qos_profile=qos_profile_sensor_data,
-                                                    event_callbacks=events)
-            self._subscribers.append(subscriber)
-        self._synchronizer = message_filters.ApproximateTimeSynchronizer(
-            self._subscribers, settings.sync_queue_size, settings.sync_slop)
-        self._synchronizer.registerCallback(self._on_synchronized)
-        for name, subscriber in zip(INPUTS, self._subscribers):
-            subscriber.registerCallback(lambda msg, name=name: self.accounting.receive(
-                name, messages.stamp_to_ns(msg.header.stamp)))
+            self._input_subscribers.append(self.create_subscription(
+                msg_type, name, lambda msg, index=index: self._on_input(index, msg), qos_profile_sensor_data,
+                event_callbacks=events))
 
         self._diagnostics = self._make_diagnostics()
         self.handler = FrameHandler(self.processor, self.transforms, self._publish,
@@ -241,12 +258,13 @@ class DepthCompletionNode(Node):
 
     # -------------------------------------------------------------------------------------------- tf
     def _make_tf_lookup(self):
-        """A non-blocking camera_frame <- lidar_frame lookup, or None where tf2_ros is missing."""
+        """A non-blocking camera_frame <- lidar_frame lookup: tf2_ros' buffer where tf2_ros is installed, else the
+        node's own /tf and /tf_static listener where tf2_msgs is, else None (said once, here)."""
         try:
             import tf2_ros
-        except ImportError as error:
-            self.get_logger().warning(f"tf2_ros is not available ({error}); using the lidar_to_camera parameter")
-            return None
+        except ImportError:
+            return self._make_own_tf_lookup()
+        self.tf_source = "tf2_ros"
         self._tf_buffer = tf2_ros.Buffer()
         # Listens on /tf and /tf_static (transient local) through this node's executor.
         self._tf_listener = tf2_ros.TransformListener(self._tf_buffer, self)
@@ -265,9 +283,47 @@ class DepthCompletionNode(Node):
 
         return lookup
 
+    def _make_own_tf_lookup(self):
+        """Subscriptions to /tf and /tf_static (as tf2_ros' TransformListener makes them) feeding LatestTransforms."""
+        fallback = (f"calibration_file {self.settings.calibration_file}" if self.settings.calibration_file
+                    else "the lidar_to_camera parameter")
+        try:
+            from tf2_msgs.msg import TFMessage
+        except ImportError as error:
+            if self.settings.lidar_to_camera is not None:
+                self.get_logger().warning(
+                    f"use_tf cannot be honoured: neither tf2_ros nor tf2_msgs can be imported ({error}); the "
+                    f"LiDAR->camera transform comes from {fallback} only. On ROS 2 from the Python package "
+                    "registry, `dcros ros-setup` builds tf2_msgs so that the node listens to /tf and /tf_static.")
+            return None
+        self.tf_source = "tf_listener"
+        self._tf_latest = LatestTransforms()
+
+        def on_tf(message: TFMessage) -> None:
+            if self._tf_latest.add(message.transforms):
+                allowed, _ = self._log_throttle.allow("tf_rejected")
+                if allowed:
+                    self.get_logger().warning(f"ignored {self._tf_latest.rejected} transform(s) on /tf or /tf_static "
+                                              "so far: not finite, no rotation, or a frame without a name")
+
+        self._tf_subscribers = [self.create_subscription(TFMessage, "/tf", on_tf, TF_QOS),
+                                self.create_subscription(TFMessage, "/tf_static", on_tf, TF_STATIC_QOS)]
+        self.get_logger().info("tf2_ros is not installed: the LiDAR->camera transform comes from /tf and /tf_static "
+                               "through the node's own listener (the newest transform of every edge)")
+        return self._tf_latest.lookup
+
     # ------------------------------------------------------------------------------- executor side
+    def _on_input(self, index: int, message) -> None:
+        """Subscription callback of input `index` (INPUTS' order): count it, pair it, hand a complete triple on."""
+        stamp_ns = messages.stamp_to_ns(message.header.stamp)
+        self.accounting.receive(INPUTS[index], stamp_ns)
+        with self._pairing_lock:
+            matched = self._pairing.add(index, stamp_ns, message)
+        if matched is not None:
+            self._on_synchronized(*matched)
+
     def _on_synchronized(self, image: Image, camera_info: CameraInfo, cloud: PointCloud2) -> None:
-        """Synchronizer callback (runs under its lock): store the newest triple and return."""
+        """A synchronized triple: store it as the newest and return."""
         self.input_rate.tick()
         self.accounting.pair()
         largest = max(len(image.data), len(cloud.data))
@@ -287,11 +343,9 @@ class DepthCompletionNode(Node):
             self.get_logger().warning(warning)
 
     def _synchronizer_waiting(self) -> dict[str, int]:
-        """Messages per input waiting in message_filters' queues (its `queues` attribute, where present)."""
-        queues = getattr(self._synchronizer, "queues", None)
-        if not isinstance(queues, list) or len(queues) != len(INPUTS):
-            return {}
-        return {name: len(queue) for name, queue in zip(INPUTS, queues)}
+        """Messages per input waiting in the synchronizer's queues."""
+        with self._pairing_lock:
+            return dict(zip(INPUTS, self._pairing.pending()))
 
     # --------------------------------------------------------------------------------- worker side
     def _start_worker(self) -> None:
@@ -380,30 +434,28 @@ class DepthCompletionNode(Node):
         self.self_check_window.add(check)
         if self.self_check_publisher is None or not self.self_check_publisher.get_subscription_count():
             return
-        from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+        from diagnostic_msgs.msg import DiagnosticArray
 
         frame = SelfCheckWindow(1)
         frame.add(check)
-        summary = self._self_check_summary(frame.summary())
-        status = DiagnosticStatus(level=bytes([summary.level]), name=f"{self.get_name()}: {SELF_CHECK_STATUS}",
-                                  message=summary.message, hardware_id=f"{self.engine.backend}:{self.engine.device}",
-                                  values=[KeyValue(key=key, value=value) for key, value in summary.values.items()])
+        status = diagnostic_status(self._self_check_summary(frame.summary()), f"{self.get_name()}: {SELF_CHECK_STATUS}",
+                                   self._hardware_id)
         self.self_check_publisher.publish(DiagnosticArray(header=header, status=[status]))
 
     # ---------------------------------------------------------------------------------- diagnostics
-    def _make_diagnostics(self):
-        try:
-            from diagnostic_msgs.msg import DiagnosticStatus
-            from diagnostic_updater import Updater
-        except ImportError as error:
-            self.get_logger().info(f"diagnostic_updater is not available ({error}); no /diagnostics")
-            return None
-        levels = {LEVEL_OK: DiagnosticStatus.OK, LEVEL_WARN: DiagnosticStatus.WARN,
-                  LEVEL_ERROR: DiagnosticStatus.ERROR}
-        updater = Updater(self)
-        updater.setHardwareID(f"{self.engine.backend}:{self.engine.device}")
+    @property
+    def _hardware_id(self) -> str:
+        return f"{self.engine.backend}:{self.engine.device}"
 
-        def report(status):
+    def _make_diagnostics(self):
+        """/diagnostics every `diagnostic_updater.period` s: the node's status and the self-check's."""
+        try:
+            import diagnostic_msgs.msg  # noqa: F401 - an exec dependency; a bare rclpy may lack it
+        except ImportError as error:
+            self.get_logger().warning(f"diagnostic_msgs is not installed ({error}): no /diagnostics")
+            return None
+
+        def report():
             drops = self.drops.snapshot()
             recent = {reason: count - self._drops_at_last_report.get(reason, 0) for reason, count in drops.items()}
             self._drops_at_last_report = drops
@@ -415,21 +467,12 @@ class DepthCompletionNode(Node):
                                 accounting=accounting, published=self.published, lost_recent=lost_recent,
                                 backend_reason=getattr(self.engine, "backend_reason", ""),
                                 roi=describe_roi(self.settings.roi, self._last_roi))
-            status.summary(levels[summary.level], summary.message)
-            for key, value in summary.values.items():
-                status.add(key, value)
-            return status
+            summary.values["tf"] = self.tf_source
+            return summary
 
-        def report_self_check(status):
-            summary = self._self_check_summary(self.self_check_window.summary())
-            status.summary(levels[summary.level], summary.message)
-            for key, value in summary.values.items():
-                status.add(key, value)
-            return status
-
-        updater.add("depth completion", report)
-        updater.add(SELF_CHECK_STATUS, report_self_check)
-        return updater
+        return DiagnosticsPublisher(self, self._hardware_id, [
+            ("depth completion", report),
+            (SELF_CHECK_STATUS, lambda: self._self_check_summary(self.self_check_window.summary()))])
 
     # ------------------------------------------------------------------------------------- shutdown
     def close(self) -> None:

@@ -117,8 +117,9 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   "near = red, far = blue, no depth = black)", read_only=False),
     ParameterSpec("publish_sparse", False, "also publish sparse_depth (32FC1 metres, the projected LiDAR "
                   "input)", read_only=False),
-    ParameterSpec("use_tf", True, "take the LiDAR->camera transform from tf2 (camera image frame_id <- "
-                  "cloud frame_id); false: use lidar_to_camera only"),
+    ParameterSpec("use_tf", True, "take the LiDAR->camera transform from tf (camera image frame_id <- "
+                  "cloud frame_id; tf2_ros, or the node's own /tf and /tf_static listener where only tf2_msgs is "
+                  "installed); false: use lidar_to_camera or calibration_file only"),
     ParameterSpec("tf_wait", 5.0, "seconds (wall clock) from the first frame of a camera/LiDAR frame pair "
                   "to wait for tf before falling back to lidar_to_camera (when set); tf wins whenever it has "
                   "the transform",
@@ -126,6 +127,11 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("lidar_to_camera", UNSET_TRANSFORM, "LiDAR->camera transform (maps LiDAR points into the "
                   "camera optical frame): 16 values (row-major 4x4) or 7 (tx ty tz qx qy qz qw); all "
                   "zeros = not set"),
+    ParameterSpec("calibration_file", "", "LiDAR->camera transform read from a file instead of lidar_to_camera: "
+                  "a KITTI calibration (a date folder holding calib_velo_to_cam.txt and calib_cam_to_cam.txt, or "
+                  "either file; camera 02, its rectification and baseline included) or a YAML file whose key "
+                  "lidar_to_camera holds 16 values (row-major 4x4, or 4 rows of 4) or 7 (tx ty tz qx qy qz qw); "
+                  "empty = not set"),
     ParameterSpec("output_qos", "reliable", "QoS of the outputs: 'reliable' (keep last 5; matches both "
                   "reliable subscribers such as depth_image_proc and best-effort ones such as RViz) or "
                   "'sensor_data' (best effort; reliable subscribers receive nothing)",
@@ -159,7 +165,8 @@ PARAMETER_SPECS: dict[str, ParameterSpec] = {spec.name: spec for spec in PARAMET
 
 @dataclass(frozen=True)
 class NodeSettings:
-    """Validated node parameters. `lidar_to_camera` is a 4x4 float64 matrix or None (not set)."""
+    """Validated node parameters. `lidar_to_camera` is a 4x4 float64 matrix or None (not set): the parameter's,
+    or the one read from `calibration_file`."""
 
     model: str
     device: str
@@ -181,6 +188,7 @@ class NodeSettings:
     use_tf: bool
     tf_wait: float
     lidar_to_camera: np.ndarray | None
+    calibration_file: str
     output_qos: str
     warmup: bool
     self_check_fraction: float
@@ -258,6 +266,51 @@ def parse_lidar_to_camera(values: Iterable[float], name: str = "lidar_to_camera"
     return transform
 
 
+KITTI_CALIBRATION_FILES = ("calib_velo_to_cam.txt", "calib_cam_to_cam.txt")
+YAML_SUFFIXES = (".yaml", ".yml")
+
+
+def read_calibration_file(path: str, name: str = "calibration_file") -> np.ndarray:
+    """The LiDAR->camera transform of a `calibration_file` (see its ParameterSpec); ParameterError naming the
+    parameter and the file when it cannot be read."""
+    import yaml
+
+    from ..geometry import load_kitti_calibration
+
+    location = Path(path).expanduser()
+    if not location.exists():
+        raise ParameterError(f"parameter {name!r}: no such file or folder {path!r}")
+    if location.is_dir() or location.name in KITTI_CALIBRATION_FILES:
+        folder = location if location.is_dir() else location.parent
+        missing = [file for file in KITTI_CALIBRATION_FILES if not (folder / file).is_file()]
+        if missing:
+            raise ParameterError(f"parameter {name!r}: a KITTI calibration needs "
+                                 f"{' and '.join(KITTI_CALIBRATION_FILES)} in {folder}; missing {', '.join(missing)}")
+        try:
+            return load_kitti_calibration(folder).lidar_to_camera
+        except (OSError, ValueError) as error:
+            raise ParameterError(f"parameter {name!r}: {error}") from error
+    if location.suffix.lower() not in YAML_SUFFIXES:
+        raise ParameterError(f"parameter {name!r}: {path!r} is neither a KITTI calibration "
+                             f"({' or '.join(KITTI_CALIBRATION_FILES)}, or their folder) nor a YAML file (.yaml)")
+    try:
+        document = yaml.safe_load(location.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        raise ParameterError(f"parameter {name!r}: cannot read {path}: {error}") from error
+    if not isinstance(document, dict) or "lidar_to_camera" not in document:
+        raise ParameterError(f"parameter {name!r}: {path} has no top-level key 'lidar_to_camera'")
+    values = document["lidar_to_camera"]
+    if isinstance(values, list) and values and all(isinstance(row, list) for row in values):
+        values = [value for row in values for value in row]  # 4 rows of 4
+    if not isinstance(values, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool)
+                                               for v in values):
+        raise ParameterError(f"parameter {name!r}: 'lidar_to_camera' in {path} must be a list of numbers")
+    transform = parse_lidar_to_camera([float(v) for v in values], name=f"{name} ({path}: lidar_to_camera)")
+    if transform is None:
+        raise ParameterError(f"parameter {name!r}: 'lidar_to_camera' in {path} is all zeros")
+    return transform
+
+
 def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | None = None) -> NodeSettings:
     """Check a flat {parameter name: value} mapping (missing names take their defaults) and return settings.
 
@@ -291,8 +344,13 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
                              f"min_depth ({checked['min_depth']})")
     check_self_check_thresholds(checked["self_check.warn_rmse_mm"], checked["self_check.error_rmse_mm"])
     transform = parse_lidar_to_camera(checked["lidar_to_camera"])
+    if checked["calibration_file"]:
+        if transform is not None:
+            raise ParameterError("parameters 'lidar_to_camera' and 'calibration_file' are both set; set one of them")
+        transform = read_calibration_file(checked["calibration_file"])
     if not checked["use_tf"] and transform is None:
-        raise ParameterError("parameter 'lidar_to_camera' must be set (16 or 7 values) when use_tf is false")
+        raise ParameterError("parameter 'lidar_to_camera' (16 or 7 values) or 'calibration_file' must be set when "
+                             "use_tf is false")
 
     return NodeSettings(
         model=model,
@@ -315,6 +373,7 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
         use_tf=checked["use_tf"],
         tf_wait=checked["tf_wait"],
         lidar_to_camera=transform,
+        calibration_file=checked["calibration_file"],
         output_qos=checked["output_qos"],
         warmup=checked["warmup"],
         self_check_fraction=checked["self_check.fraction"],
