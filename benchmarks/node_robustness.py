@@ -5,9 +5,11 @@
     python benchmarks/node_robustness.py soak --frames 3000 --json benchmarks/results/node_soak.json
     python benchmarks/node_robustness.py overload --frames 300 --json benchmarks/results/node_overload.json
 
-Needs ROS 2 sourced (and CYCLONEDDS_URI / ROS_DOMAIN_ID as for deployment). The node runs in its own process
-(`python -m depth_completion_ros.ros.node`), fed by a driver node in this process over DDS, as a sensor
-driver would feed it; everything is read from the node's /diagnostics and its process (/proc), nothing
+Needs ROS 2: a sourced distribution or the Python package registry's (`pip install .[ros]`, then `dcros ros-setup`
+for tf2_msgs), and CYCLONEDDS_URI as for deployment where Cyclone DDS runs. DDS stays on this machine's loopback
+(ROS_AUTOMATIC_DISCOVERY_RANGE=LOCALHOST and a random ROS_DOMAIN_ID unless set). The node runs in its own process
+(`depth_completion_node --ros-args ...`, as a user starts it), fed by a driver node in this process over DDS, as a
+sensor driver would feed it; everything is read from the node's /diagnostics and its process (/proc), nothing
 from inside it. test/ros/test_robustness.py runs a reduced version of each scenario.
 
 - accounting: KITTI-size frames (synthetic drive, shipped default model, CPU) at 10 Hz, best effort. Per
@@ -61,9 +63,12 @@ class NodeProcess:
         params_file.write_text(yaml.safe_dump({"depth_completion": {"ros__parameters": parameters}}))
         remaps = [arg for name, topic in TOPICS.items() for arg in ("-r", f"{name}:={topic}")]
         self._log = open(self.log_path, "w")
+        # The console script as a pip user runs it (`python -m` where it is not installed beside this Python).
+        script = Path(sys.executable).parent / "depth_completion_node"
+        command = [str(script)] if script.exists() else [sys.executable, "-m", "depth_completion_ros.ros.node"]
         self.popen = subprocess.Popen(
-            [sys.executable, "-m", "depth_completion_ros.ros.node", "--ros-args", "--params-file",
-             str(params_file), *remaps], stdout=self._log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            [*command, "--ros-args", "--params-file", str(params_file), *remaps], stdout=self._log,
+            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             env={**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})})
 
     def output(self) -> str:
@@ -215,11 +220,10 @@ class Driver:
             time.sleep(0.05)
 
     def broadcast_static(self, transforms: list) -> None:
-        from tf2_ros.static_transform_broadcaster import StaticTransformBroadcaster
+        """Latch `transforms` on /tf_static (as tf2_ros' StaticTransformBroadcaster; tf2_ros is not needed)."""
+        from depth_completion_ros.ros.synthetic import publish_static_transforms
 
-        broadcaster = StaticTransformBroadcaster(self.node)
-        broadcaster.sendTransform(transforms)
-        self._static_broadcasters.append(broadcaster)
+        self._static_broadcasters.append(publish_static_transforms(self.node, transforms))
 
     def send(self, image, camera_info, cloud) -> None:
         self.publishers["camera_info"].publish(camera_info)
@@ -515,6 +519,8 @@ SCENARIOS = {"accounting": run_accounting, "fuzz": run_fuzz, "soak": run_soak, "
 
 
 def main() -> int:
+    os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+    os.environ.setdefault("ROS_DOMAIN_ID", str(np.random.default_rng().integers(1, 101)))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--frames", type=int, help="frames to send (accounting, soak, overload)")

@@ -6,23 +6,60 @@ from pathlib import Path
 
 import pytest
 
-# Set by .ci/run once it has installed and sourced ROS 2: from then on a ROS test that skips (a broken
-# import, a missing package, no ament index) is a failure, so that it can never pass unnoticed as a skip.
+from depth_completion_ros.ros.interfaces import ros_environment
+
+# Set by .ci/run, whose ./run installs ROS 2 (from the Python package registry where no distribution is
+# sourced): from then on a ROS test that skips (a broken import, a missing package, tf2_msgs not built) is a
+# failure, so that it can never pass unnoticed as a skip. The one exception is the full-distribution tier
+# (tests marked ros_distribution: colcon, `ros2 launch`, `ros2 bag play`), which skips with its reason where
+# no ROS 2 distribution is sourced.
 REQUIRE_ROS = os.environ.get("DCROS_REQUIRE_ROS", "") not in ("", "0")
 ROS_TEST_DIR = Path(__file__).parent / "ros"
+ROS = ros_environment()
+DISTRIBUTION_TIER_REASON = (f"needs a sourced ROS 2 distribution (colcon, ros2 launch, ros2 bag); this is the "
+                            f"{ROS.tier} tier")
 
 
 def _is_ros_test(path, keywords=()) -> bool:
-    return "ros" in keywords or ROS_TEST_DIR in Path(str(path)).parents
+    return "ros" in keywords or "ros_distribution" in keywords or ROS_TEST_DIR in Path(str(path)).parents
+
+
+def pytest_report_header(config):
+    tiers = {"distribution": "every ROS test runs, the full-distribution tier included",
+             "registry": "the node's ROS tests run over DDS; the full-distribution tier skips",
+             "none": "every ROS test skips"}
+    return [ROS.describe(), f"ROS 2 tests: {tiers[ROS.tier]}"
+            + (" (DCROS_REQUIRE_ROS: a ROS test that skips fails)" if REQUIRE_ROS else "")]
+
+
+def pytest_runtest_setup(item):
+    if "ros_distribution" in item.keywords and ROS.tier != "distribution":
+        pytest.skip(DISTRIBUTION_TIER_REASON)
+
+
+_ROS_OUTCOMES: dict[str, dict[str, int]] = {}
 
 
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
-    if REQUIRE_ROS and report.skipped and _is_ros_test(item.path, item.keywords):
+    counted = report.when == "call" or report.skipped or report.failed  # once per test, as pytest counts
+    if not counted or not _is_ros_test(item.path, item.keywords):
+        return
+    tier = "full-distribution tests" if "ros_distribution" in item.keywords else "ROS tests"
+    if REQUIRE_ROS and report.skipped and not (tier == "full-distribution tests" and ROS.tier != "distribution"):
         report.outcome = "failed"
         report.longrepr = f"ROS test skipped although DCROS_REQUIRE_ROS is set: {report.longrepr}"
+    counts = _ROS_OUTCOMES.setdefault(tier, {})
+    counts[report.outcome] = counts.get(report.outcome, 0) + 1
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _ROS_OUTCOMES:
+        line = "; ".join(f"{tier}: " + ", ".join(f"{count} {outcome}" for outcome, count in sorted(counts.items()))
+                         for tier, counts in sorted(_ROS_OUTCOMES.items()))
+        terminalreporter.write_line(f"ROS 2 tests ({ROS.tier} tier ran): {line}")
 
 
 @pytest.hookimpl(hookwrapper=True)

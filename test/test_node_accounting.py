@@ -1,6 +1,8 @@
 """The node's input accounting and its check of the middleware's socket buffers, without ROS."""
 from __future__ import annotations
 
+from pathlib import Path
+
 from depth_completion_ros.ros.dds_tuning import (
     DEFAULT_REQUIRED_BYTES, MIB, cyclone_requested_receive_buffer, parse_size, receive_buffer_warning,
     required_receive_buffer,
@@ -80,6 +82,14 @@ def test_warning_names_what_is_missing_and_stays_quiet_when_tuned():
     assert receive_buffer_warning(CYCLONE, environ={"CYCLONEDDS_URI": TUNED_XML}, rmem_max=32 * MIB,
                                   message_bytes=8 * MIB) is not None
     fast = receive_buffer_warning("rmw_fastrtps_cpp", environ={}, rmem_max=4 * MIB)
-    assert "LARGE_DATA" in fast
+    assert "LARGE_DATA" in fast and "fastdds_same_host.xml" in fast
+    # The package's same-host profile: shared-memory segments of 32 MiB carry KITTI-size frames, no UDP needed ...
+    same_host = str(Path(__file__).resolve().parents[1] / "config" / "fastdds_same_host.xml")
+    assert receive_buffer_warning("rmw_fastrtps_cpp", environ={"FASTRTPS_DEFAULT_PROFILES_FILE": same_host},
+                                  rmem_max=4 * MIB) is None
+    # ... but not 16 MB clouds (3 in flight: 48 MiB).
+    assert "shared-memory segments" in receive_buffer_warning(
+        "rmw_fastrtps_cpp", environ={"FASTRTPS_DEFAULT_PROFILES_FILE": same_host}, rmem_max=4 * MIB,
+        message_bytes=16 * MIB)
     assert receive_buffer_warning("rmw_fastrtps_cpp", environ={"FASTDDS_BUILTIN_TRANSPORTS": "LARGE_DATA"},
                                   rmem_max=4 * MIB) is None

@@ -598,7 +598,7 @@ def test_launch_files_declare_their_arguments_and_kitti_topics():
             "depth/camera_info", "depth/points"} <= replay_strings
 
 
-@pytest.mark.ros
+@pytest.mark.ros_distribution
 @pytest.mark.parametrize("name", sorted(LAUNCH_FILES))
 def test_launch_files_build_a_launch_description_where_launch_is_installed(name):
     # "launch" alone would import this repository's launch/ folder as a namespace package: ask for a module.

@@ -6,7 +6,8 @@ receiving socket's buffer was full loses the whole sample, silently. With Linux'
 only part of a KITTI-size stream (1.4 MB images, 1.8 MB clouds at 10 Hz). The cure is the tuning the ROS 2
 documentation asks of any deployment with large messages: a larger socket receive buffer requested by the
 middleware (Cyclone DDS: Internal/SocketReceiveBufferSize) and allowed by the kernel (net.core.rmem_max),
-or, with Fast DDS, its large-data transport. See the README's "Deploying the node: DDS tuning".
+or, with Fast DDS, shared-memory segments that hold a whole message where every process runs on one computer
+(config/fastdds_same_host.xml), or its large-data transport. See the README's "Deploying the node: DDS tuning".
 """
 from __future__ import annotations
 
@@ -58,6 +59,23 @@ def cyclone_requested_receive_buffer(environ: Mapping[str, str]) -> int | None:
     return requested
 
 
+def fastdds_shared_memory_segment(profiles_file: str | None) -> int | None:
+    """The largest <segment_size> of an SHM transport in a Fast DDS profiles file that its participant profile
+    uses exclusively (useBuiltinTransports false), or None (no file, unreadable, or no such transport)."""
+    if not profiles_file:
+        return None
+    try:
+        text = Path(profiles_file).read_text()
+    except OSError:
+        return None
+    if not re.search(r"<useBuiltinTransports>\s*false\s*</useBuiltinTransports>", text):
+        return None
+    sizes = [int(size) for descriptor in re.findall(r"<transport_descriptor>(.*?)</transport_descriptor>", text, re.S)
+             if re.search(r"<type>\s*SHM\s*</type>", descriptor)
+             for size in re.findall(r"<segment_size>\s*(\d+)\s*</segment_size>", descriptor)]
+    return max(sizes) if sizes else None
+
+
 def kernel_receive_buffer_limit(path: Path = RMEM_MAX_PATH) -> int | None:
     """net.core.rmem_max in bytes (Linux), None where it cannot be read."""
     try:
@@ -97,11 +115,20 @@ def receive_buffer_warning(rmw: str, environ: Mapping[str, str] | None = None,
     elif "fastrtps" in rmw or "fastdds" in rmw:
         transports = environ.get("FASTDDS_BUILTIN_TRANSPORTS", "")
         profiles = environ.get("FASTRTPS_DEFAULT_PROFILES_FILE") or environ.get("FASTDDS_DEFAULT_PROFILES_FILE")
-        if transports.upper() != "LARGE_DATA" and not profiles:
-            problems.append("Fast DDS runs its default UDP transport; set FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA "
-                            "(or a profiles file with large socket buffers)")
-        if transports.upper() != "LARGE_DATA" and rmem_max is not None and rmem_max < needed:
-            problems.append(f"net.core.rmem_max is {rmem_max / MIB:.1f} MiB; raise it to at least {needed_mib}")
+        segment = fastdds_shared_memory_segment(profiles)
+        if segment is not None and segment >= needed:
+            pass  # same-host traffic through shared memory segments that hold the messages: no UDP involved
+        elif segment is not None:
+            problems.append(f"the Fast DDS profile {profiles} has {segment / MIB:.1f} MiB shared-memory segments; "
+                            f"{needed_mib} are needed")
+        else:
+            if transports.upper() != "LARGE_DATA" and not profiles:
+                problems.append("Fast DDS runs its default transports, whose shared-memory segments cannot hold "
+                                "these messages; set FASTRTPS_DEFAULT_PROFILES_FILE to the package's "
+                                "config/fastdds_same_host.xml where every ROS 2 process runs on this computer, or to "
+                                "a profile with large UDP socket buffers, or FASTDDS_BUILTIN_TRANSPORTS=LARGE_DATA")
+            if transports.upper() != "LARGE_DATA" and rmem_max is not None and rmem_max < needed:
+                problems.append(f"net.core.rmem_max is {rmem_max / MIB:.1f} MiB; raise it to at least {needed_mib}")
     if not problems:
         return None
     size = f"{message_bytes / MIB:.1f} MiB messages" if message_bytes else "camera images and LiDAR clouds"

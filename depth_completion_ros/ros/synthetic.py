@@ -171,3 +171,17 @@ def drive_static_transforms(kitti_root, drive_name: str, types: Mapping[str, typ
     drive = KittiRawDrive(Path(kitti_root) / "kitti_raw", drive_name)
     return [messages.build_transform_stamped(types, messages.build_header(types, stamp_ns, parent), child, pose)
             for parent, child, pose in kitti_static_transforms(drive.calibration.lidar_to_camera)]
+
+
+def publish_static_transforms(node, transforms: list):
+    """Publish TransformStamped messages on /tf_static as tf2_ros' StaticTransformBroadcaster does (one TFMessage,
+    reliable, transient local: late subscribers get it too), without tf2_ros; needs tf2_msgs. Returns the
+    publisher, which must live as long as the transforms should stay available."""
+    from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+    from tf2_msgs.msg import TFMessage
+
+    latched = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=1, reliability=ReliabilityPolicy.RELIABLE,
+                         durability=DurabilityPolicy.TRANSIENT_LOCAL)
+    publisher = node.create_publisher(TFMessage, "/tf_static", latched)
+    publisher.publish(TFMessage(transforms=list(transforms)))
+    return publisher

@@ -24,6 +24,14 @@ DRIVE_SEED = 7
 # A private DDS domain and log folder unless the caller chose them: parallel runs never cross-talk, and
 # nothing is written to $HOME. Set before any rclpy context or child process exists.
 os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
+# DDS discovery and traffic on this machine's loopback only (Jazzy; Humble reads ROS_LOCALHOST_ONLY).
+os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
+if os.environ.get("ROS_DISTRO") == "humble":
+    os.environ.setdefault("ROS_LOCALHOST_ONLY", "1")
+# Fast DDS (the registry's middleware, and the distributions' default): KITTI-size images through shared memory
+# (its default segment is too small for them) and UDP on loopback only; see the profile's comment.
+if "fastrtps" in os.environ.get("RMW_IMPLEMENTATION", "rmw_fastrtps_cpp"):
+    os.environ.setdefault("FASTRTPS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_same_host.xml"))
 os.environ.setdefault("ROS_LOG_DIR", tempfile.mkdtemp(prefix="dcros_ros_logs_"))
 
 

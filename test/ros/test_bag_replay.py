@@ -23,7 +23,9 @@ from depth_completion_ros.cli import main as dcros  # noqa: E402
 from depth_completion_ros.data.kitti import KittiRawDrive  # noqa: E402
 from depth_completion_ros.data.rosbag import write_kitti_drive_bag  # noqa: E402
 
-pytestmark = pytest.mark.ros
+# `ros2 bag play`/`record` and `ros2 launch`: the full-distribution tier (test/ros/test_play.py replays bags
+# without them).
+pytestmark = [pytest.mark.ros, pytest.mark.ros_distribution]
 
 FRAMES = 4
 # The shipped LSPKD student (about 0.4 s per full KITTI frame on two idle CPU cores): a trained, deterministic

@@ -15,7 +15,6 @@ import numpy as np
 import pytest
 
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
-pytest.importorskip("tf2_ros", reason="ROS 2 tf2_ros is not installed")
 
 from diagnostic_msgs.msg import DiagnosticArray  # noqa: E402
 from rcl_interfaces.msg import Parameter as ParameterMsg  # noqa: E402
@@ -26,7 +25,6 @@ from rclpy.qos import (  # noqa: E402
 )
 from ros_support import RosProcess, SpinningNode, wait_until  # noqa: E402
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
-from tf2_ros.static_transform_broadcaster import StaticTransformBroadcaster  # noqa: E402
 
 from depth_completion_ros.baselines import BaselineEngine  # noqa: E402
 from depth_completion_ros.data import messages  # noqa: E402
@@ -35,7 +33,8 @@ from depth_completion_ros.evaluation.metrics import image_errors  # noqa: E402
 from depth_completion_ros.pipeline import FrameProcessor  # noqa: E402
 from depth_completion_ros.ros.synthetic import drive_frames, drive_static_transforms, rclpy_tf_types  # noqa: E402
 
-pytestmark = pytest.mark.ros
+# `ros2 launch` and a colcon workspace: the full-distribution tier (skipped, with its reason, elsewhere).
+pytestmark = [pytest.mark.ros, pytest.mark.ros_distribution]
 
 TOPICS = {"image": "/sensors/front_cam/image", "camera_info": "/sensors/front_cam/info",
           "points": "/sensors/roof_lidar/points"}
@@ -72,6 +71,8 @@ def answered(recorder, stamp_ns: int) -> bool:
 @pytest.fixture(scope="module")
 def world(ros_env, synthetic_drive, tmp_path_factory):
     """The launched node, the peer that plays the sensors, and the drive's frames."""
+    from tf2_ros.static_transform_broadcaster import StaticTransformBroadcaster
+
     kitti_root, drive = synthetic_drive
     frames = drive_frames(kitti_root, drive, TYPES, crop=CROP)
     static = drive_static_transforms(kitti_root, drive, TYPES, stamp_ns=frames[0].stamp_ns)

@@ -7,7 +7,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
-pytest.importorskip("tf2_ros", reason="ROS 2 tf2_ros is not installed")
+pytest.importorskip("tf2_msgs", reason="tf2_msgs is not installed (dcros ros-setup builds it)")
 
 pytestmark = pytest.mark.ros
 
