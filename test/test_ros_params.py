@@ -18,7 +18,7 @@ from rosbags.typesys import Stores, get_typestore
 from torch import nn
 
 from depth_completion_ros.data import messages
-from depth_completion_ros.geometry import make_transform
+from depth_completion_ros.geometry import invert_transform, make_transform, quaternion_to_rotation
 from depth_completion_ros.models import build_model
 from depth_completion_ros.models.checkpoint import save_checkpoint
 from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions
@@ -33,10 +33,10 @@ from depth_completion_ros.ros.monitoring import (
 )
 from depth_completion_ros.ros.params import (
     PARAMETER_SPECS, PARAMETERS, ParameterError, accepted_model_names, build_engine, default_values,
-    parameters_from_yaml, parse_lidar_to_camera, validate_parameters,
+    parameters_from_yaml, parse_lidar_to_camera, read_calibration_file, validate_parameters,
 )
 from depth_completion_ros.ros.synthetic import wall_frame
-from depth_completion_ros.ros.transforms import FROM_PARAMETER, FROM_TF, TransformResolver
+from depth_completion_ros.ros.transforms import FROM_PARAMETER, FROM_TF, LatestTransforms, TransformResolver
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS_YAML = ROOT / "config" / "depth_completion.yaml"
@@ -407,6 +407,97 @@ def test_without_tf_the_parameter_is_used_at_once_and_without_either_nothing():
     assert calls == [("camera", "lidar")]
     with pytest.raises(ValueError, match="lookup.*fallback"):
         TransformResolver(None, None, wait_s=1.0)
+
+
+def stamped(parent: str, child: str, transform) -> object:
+    """A rosbags geometry_msgs/TransformStamped (the same fields as rclpy's) of `transform` (child -> parent)."""
+    return messages.build_transform_stamped(TYPES, messages.build_header(TYPES, 0, parent), child, transform)
+
+
+def test_own_tf_listener_chains_static_and_dynamic_edges_like_tf2():
+    """camera <- base_link (/tf_static) and base_link <- lidar (/tf): the lookup chains them through base_link,
+    and the newest message of an edge replaces it."""
+    rotation = quaternion_to_rotation(0.1, -0.2, 0.3, 0.9)
+    base_from_camera = make_transform(rotation, [0.3, -0.1, 1.6])
+    lidar_in_camera = wall_frame(TYPES, 0).lidar_to_camera
+    base_from_lidar = base_from_camera @ lidar_in_camera
+    latest = LatestTransforms()
+    assert latest.lookup("camera", "lidar") is None                         # nothing yet
+    assert latest.add([stamped("base_link", "camera", base_from_camera)]) == 0
+    assert latest.lookup("camera", "lidar") is None                         # lidar unknown
+    latest.add([stamped("/base_link", "lidar", base_from_lidar)])            # tf1-style leading slash
+    assert np.allclose(latest.lookup("camera", "lidar"), lidar_in_camera, atol=1e-9)
+    assert np.allclose(latest.lookup("lidar", "camera"), invert_transform(lidar_in_camera), atol=1e-9)
+    moved = base_from_camera @ make_transform(np.eye(3), [0.0, 0.0, 0.5])
+    latest.add([stamped("base_link", "lidar", moved)])                       # newer message, same edge
+    assert np.allclose(latest.lookup("camera", "lidar")[:3, 3], [0.0, 0.0, 0.5], atol=1e-9)
+    latest.add([stamped("odom", "lidar", np.eye(4))])                        # re-parented: not connected now
+    assert latest.lookup("camera", "lidar") is None
+
+
+def test_own_tf_listener_rejects_what_tf2_rejects_and_bounds_its_frames():
+    latest = LatestTransforms()
+    bad_quaternion = stamped("base_link", "lidar", np.eye(4))
+    bad_quaternion.transform.rotation.w = 0.0                                # no direction
+    not_finite = stamped("base_link", "camera", np.eye(4))
+    not_finite.transform.translation.x = float("nan")
+    assert latest.add([bad_quaternion, not_finite, stamped("camera", "camera", np.eye(4)),
+                       stamped("", "lidar", np.eye(4)), stamped("base_link", "ok", np.eye(4))]) == 4
+    assert latest.rejected == 4 and latest.lookup("base_link", "ok") is not None
+    assert latest.lookup("base_link", "lidar") is None
+    latest.add([stamped("a", "b", np.eye(4)), stamped("b", "a", np.eye(4))])   # a cycle: no answer, no hang
+    assert latest.lookup("a", "ok") is None
+    latest.MAX_FRAMES = 5
+    latest.add([stamped("base_link", f"frame_{index}", np.eye(4)) for index in range(20)])
+    assert latest.lookup("base_link", "frame_19") is not None and latest.lookup("base_link", "frame_0") is None
+
+
+# --------------------------------------------------------------------------------- calibration_file
+def test_calibration_file_reads_kitti_folders_either_file_and_yaml(synthetic_kitti, tmp_path):
+    from depth_completion_ros.data.kitti import KittiRawDrive
+
+    drive = sorted((synthetic_kitti / "kitti_raw").glob("*/*_sync"))[0]
+    expected = KittiRawDrive(synthetic_kitti / "kitti_raw", drive.name).calibration.lidar_to_camera
+    date_folder = drive.parent
+    for path in (date_folder, date_folder / "calib_velo_to_cam.txt", date_folder / "calib_cam_to_cam.txt"):
+        assert np.allclose(read_calibration_file(str(path)), expected), path
+    as_rows = tmp_path / "rows.yaml"
+    as_rows.write_text(yaml.safe_dump({"lidar_to_camera": expected.tolist()}))
+    as_quaternion = tmp_path / "quaternion.yml"
+    x, y, z, w = messages.transform_to_fields(expected)["rotation"].values()
+    as_quaternion.write_text(yaml.safe_dump({"lidar_to_camera": [*expected[:3, 3].tolist(), x, y, z, w]}))
+    for path in (as_rows, as_quaternion):
+        assert np.allclose(read_calibration_file(str(path)), expected, atol=1e-9), path
+    settings = validate_parameters({"use_tf": False, "calibration_file": str(date_folder)})
+    assert np.allclose(settings.lidar_to_camera, expected) and settings.calibration_file == str(date_folder)
+
+
+def test_calibration_file_errors_name_the_parameter_and_the_problem(synthetic_kitti, tmp_path):
+    def rejected(path, words):
+        with pytest.raises(ParameterError, match="calibration_file") as caught:
+            validate_parameters({"calibration_file": str(path)})
+        assert words in str(caught.value), str(caught.value)
+
+    rejected(tmp_path / "missing.yaml", "no such file")
+    half = tmp_path / "half"
+    half.mkdir()
+    (half / "calib_velo_to_cam.txt").write_text("R: 1 0 0 0 1 0 0 0 1\nT: 0 0 0\n")
+    rejected(half, "missing calib_cam_to_cam.txt")
+    other = tmp_path / "calibration.json"
+    other.write_text("{}")
+    rejected(other, "neither a KITTI calibration")
+    for name, text, words in (("no_key.yaml", "transform: [1, 2]", "no top-level key"),
+                              ("words.yaml", "lidar_to_camera: [a, b]", "list of numbers"),
+                              ("zeros.yaml", f"lidar_to_camera: {[0] * 16}", "all zeros"),
+                              ("short.yaml", "lidar_to_camera: [1, 2, 3]", "needs 16 values"),
+                              ("broken.yaml", "lidar_to_camera: [1, 2", "cannot read")):
+        (tmp_path / name).write_text(text)
+        rejected(tmp_path / name, words)
+    matrix = [float(v) for v in np.eye(4).reshape(-1)]
+    with pytest.raises(ParameterError, match="both set"):
+        validate_parameters({"lidar_to_camera": matrix, "calibration_file": str(tmp_path / "rows.yaml")})
+    with pytest.raises(ParameterError, match="calibration_file' must be set when use_tf is false"):
+        validate_parameters({"use_tf": False})
 
 
 # ------------------------------------------------------------------------------------- monitoring

@@ -153,27 +153,31 @@ def _run(step: str, command: list[str], env: dict[str, str], log) -> None:
         raise InterfaceBuildError(f"building tf2_msgs failed at the {step} step (exit {done.returncode}):\n{output}")
 
 
-def build_tf2_msgs(prefix: str | Path = sys.prefix, jobs: int | None = None, log=print) -> float:
-    """Generate, compile and install tf2_msgs into `prefix` (default: this environment). Returns the seconds
-    it took. Needs the registry's rosidl generators and ament_cmake (the `ros` extra), CMake and a C/C++
-    compiler; raises InterfaceBuildError naming the failed step."""
+def build_tf2_msgs(prefix: str | Path = sys.prefix, ros_prefix: str | Path = sys.prefix, jobs: int | None = None,
+                   log=print) -> float:
+    """Generate, compile and install tf2_msgs into `prefix` (default: this environment), with the ROS 2 of
+    `ros_prefix` (default: this environment's, where the `ros` extra put the registry's rosidl generators,
+    ament_cmake and message packages). Returns the seconds it took. Needs CMake and a C/C++ compiler; raises
+    InterfaceBuildError naming the failed step. Installed into this environment, it is checked by importing it."""
     started = time.monotonic()
-    prefix = Path(prefix).resolve()
+    prefix, ros_prefix = Path(prefix).resolve(), Path(ros_prefix).resolve()
     env = dict(os.environ)
     # ament_cmake finds the type supports through the ament index of the prefix the wheels installed into.
-    env["AMENT_PREFIX_PATH"] = os.pathsep.join(p for p in (str(prefix), env.get("AMENT_PREFIX_PATH")) if p)
+    env["AMENT_PREFIX_PATH"] = os.pathsep.join(p for p in (str(ros_prefix), env.get("AMENT_PREFIX_PATH")) if p)
     env["PATH"] = os.pathsep.join((str(Path(sys.executable).parent), env.get("PATH", "")))
     with tempfile.TemporaryDirectory(prefix="dcros_tf2_msgs_") as work:
         source = write_tf2_msgs_package(Path(work) / "src")
         build = Path(work) / "build"
         cmake = _cmake()
-        _run("configure", [cmake, "-S", str(source), "-B", str(build), f"-DCMAKE_PREFIX_PATH={prefix}",
+        _run("configure", [cmake, "-S", str(source), "-B", str(build), f"-DCMAKE_PREFIX_PATH={ros_prefix}",
                            f"-DCMAKE_INSTALL_PREFIX={prefix}", f"-DPython3_EXECUTABLE={sys.executable}",
                            "-DBUILD_TESTING=OFF", "-DCMAKE_BUILD_TYPE=Release",
                            # CMake 4 refuses the 3.5-era minimum versions some ament modules declare
                            "-DCMAKE_POLICY_VERSION_MINIMUM=3.5"], env, log)
         _run("build", [cmake, "--build", str(build), "--parallel", str(jobs or os.cpu_count() or 1)], env, log)
         _run("install", [cmake, "--install", str(build)], env, log)
+    if prefix != Path(sys.prefix).resolve():
+        return time.monotonic() - started
     check = subprocess.run([sys.executable, "-c", "from tf2_msgs.msg import TFMessage; TFMessage()"],
                            capture_output=True, text=True)
     if check.returncode != 0:
