@@ -519,15 +519,22 @@ SCENARIOS = {"accounting": run_accounting, "fuzz": run_fuzz, "soak": run_soak, "
 
 
 def main() -> int:
+    from depth_completion_ros.ros.interfaces import ros_environment
+
     os.environ.setdefault("ROS_AUTOMATIC_DISCOVERY_RANGE", "LOCALHOST")
     os.environ.setdefault("ROS_DOMAIN_ID", str(np.random.default_rng().integers(1, 101)))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("scenario", choices=sorted(SCENARIOS))
     parser.add_argument("--frames", type=int, help="frames to send (accounting, soak, overload)")
     parser.add_argument("--inputs", type=int, help="malformed inputs to send (fuzz)")
+    parser.add_argument("--configurations", nargs="+", choices=("given", "untuned"),
+                        help="accounting: the DDS configurations to run (default: both; 'untuned' is an untuned "
+                             "Cyclone DDS, so with Fast DDS run the script twice, with and without its profile)")
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args()
     kwargs = {}
+    if args.configurations:
+        kwargs["configurations"] = tuple(args.configurations)
     if args.frames is not None:
         kwargs["frames"] = args.frames
     if args.inputs is not None:
@@ -536,7 +543,11 @@ def main() -> int:
     result["command"] = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     result["machine"] = describe_machine()
     result["middleware"] = {"rmw": os.environ.get("RMW_IMPLEMENTATION", "default"),
-                            "cyclonedds_uri": os.environ.get("CYCLONEDDS_URI", "")}
+                            "cyclonedds_uri": os.environ.get("CYCLONEDDS_URI", ""),
+                            "fastrtps_default_profiles_file": os.environ.get("FASTRTPS_DEFAULT_PROFILES_FILE", ""),
+                            "fastdds_builtin_transports": os.environ.get("FASTDDS_BUILTIN_TRANSPORTS", ""),
+                            "ros_automatic_discovery_range": os.environ.get("ROS_AUTOMATIC_DISCOVERY_RANGE", ""),
+                            "ros_tier": ros_environment().describe()}
     print(yaml.safe_dump({k: v for k, v in result.items() if k not in ("samples", "machine")}, sort_keys=False))
     write_json(args.json, result)
     return 0
