@@ -210,3 +210,30 @@ def test_cv_bridge_and_sensor_msgs_py_only_when_imported():
     for name in NOT_WANTED_UNLESS_IMPORTED:
         assert (name in declared) == (name in imported), \
             f"{name}: {'declared but not imported' if name in declared else 'imported but not declared'}"
+
+
+# ROS packages of ROS 2's core that the registry's wheels provide as dependencies of rclpy (no wheel to name).
+WITH_RCLPY = {"rclpy", "rcl_interfaces", "builtin_interfaces", "ament_index_python"}
+# ROS packages the registry does not publish, each with what stands in for it on the pip-only route.
+NOT_ON_THE_REGISTRY = {"tf2_ros_py": "the node's own /tf listener", "tf2_msgs": "dcros ros-setup builds it",
+                       "launch": "the launch files only", "launch_ros": "the launch files only"}
+
+
+def test_the_ros_extra_pins_every_ros_package_the_code_imports_from_the_registry():
+    """`pip install .[ros]` (the pip-only route and CI) gives the node every ROS package it imports: rclpy and
+    the message packages as exact-version wheels; what the registry lacks has its stand-in."""
+    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
+    call = next(node for node in ast.walk(tree)
+                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
+    extras = next(ast.literal_eval(keyword.value) for keyword in call.keywords if keyword.arg == "extras_require")
+    wheels = {}
+    for requirement in extras["ros"]:
+        match = re.fullmatch(r"ros-jazzy-([a-z0-9-]+)(\[[a-z]+\])?==[0-9.]+", requirement)
+        if requirement.startswith("ros-jazzy-"):
+            assert match, f"pin the registry's ROS 2 wheels to one version: {requirement}"
+            wheels[match.group(1).replace("-", "_")] = requirement
+    install_requires, _ = setup_requirements()
+    imported = ros_packages(code_imports() - modules_of(install_requires))
+    missing = sorted(imported - set(wheels) - WITH_RCLPY - set(NOT_ON_THE_REGISTRY))
+    assert not missing, f"the ros extra lacks wheels for {missing}"
+    assert "ros-jazzy-rclpy[fastrtps]" in wheels["rclpy"]  # the middleware comes with the extra
