@@ -213,7 +213,7 @@ def test_cv_bridge_and_sensor_msgs_py_only_when_imported():
 
 
 # ROS packages of ROS 2's core that the registry's wheels provide as dependencies of rclpy (no wheel to name).
-WITH_RCLPY = {"rclpy", "rcl_interfaces", "builtin_interfaces", "ament_index_python"}
+WITH_RCLPY = {"rclpy", "rcl_interfaces", "builtin_interfaces", "ament_index_python", "rosidl_parser"}
 # ROS packages the registry does not publish, each with what stands in for it on the pip-only route.
 NOT_ON_THE_REGISTRY = {"tf2_ros_py": "the node's own /tf listener", "tf2_msgs": "dcros ros-setup builds it",
                        "launch": "the launch files only", "launch_ros": "the launch files only"}

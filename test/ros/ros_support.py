@@ -122,3 +122,52 @@ class SpinningNode:
         self.executor.shutdown(timeout_sec=5.0)
         self.node.destroy_node()
         self._thread.join(timeout=5.0)
+
+
+class StampedRecorder:
+    """A thread-safe list of (monotonic ns, wall-clock ns, message) per message a subscription received (raw
+    subscriptions hand over the CDR bytes as the message)."""
+
+    def __init__(self):
+        self._lock = threading.Lock()
+        self._entries: list[tuple[int, int, object]] = []
+
+    def __call__(self, message) -> None:
+        entry = (time.monotonic_ns(), time.time_ns(), message)
+        with self._lock:
+            self._entries.append(entry)
+
+    @property
+    def entries(self) -> list[tuple[int, int, object]]:
+        with self._lock:
+            return list(self._entries)
+
+    @property
+    def messages(self) -> list:
+        return [message for _, _, message in self.entries]
+
+    def __len__(self) -> int:
+        with self._lock:
+            return len(self._entries)
+
+
+def record_stamped(spinning: SpinningNode, msg_type, topic: str, qos, raw: bool = False) -> StampedRecorder:
+    """Subscribe `spinning`'s node to `topic`; the messages (CDR bytes where `raw`) with their arrival times."""
+    recorder = StampedRecorder()
+    spinning.node.create_subscription(msg_type, topic, recorder, qos, raw=raw)
+    return recorder
+
+
+def write_recording(path: Path, recordings: dict, distro: str = "jazzy") -> dict[str, int]:
+    """A rosbag2 at `path` of raw recordings, {topic: (ROS type name, StampedRecorder of a raw subscription)},
+    each message logged at its wall-clock arrival time, as `ros2 bag record` logs it. Returns the counts."""
+    from depth_completion_ros.data.rosbag import open_bag_writer
+
+    with open_bag_writer(path, distro=distro) as bag:
+        for topic, (msgtype, _) in recordings.items():
+            bag.add_topic(topic, msgtype)
+        entries = sorted((wall_ns, topic, msgtype, raw) for topic, (msgtype, recorder) in recordings.items()
+                         for _, wall_ns, raw in recorder.entries)
+        for wall_ns, topic, msgtype, raw in entries:
+            bag.write(topic, wall_ns, bag.typestore.deserialize_cdr(raw, msgtype))
+        return dict(bag.counts)
