@@ -171,3 +171,24 @@ def write_recording(path: Path, recordings: dict, distro: str = "jazzy") -> dict
         for wall_ns, topic, msgtype, raw in entries:
             bag.write(topic, wall_ns, bag.typestore.deserialize_cdr(raw, msgtype))
         return dict(bag.counts)
+
+
+def assert_recorded_scores_like_offline(source: Path, recorded: Path, model: str, frames: int, out: Path) -> None:
+    """`dcros eval-bag SOURCE --recorded-depth RECORDED` (what the live node published) against `dcros eval-bag
+    SOURCE` with `model` offline: every frame scored, RMSE and MAE within 1 %."""
+    import json
+
+    import pytest
+
+    from depth_completion_ros.cli import main as dcros
+
+    assert dcros(["eval-bag", str(source), "--recorded-depth", str(recorded), "--panels", "0",
+                  "--out", str(out / "live")]) == 0
+    assert dcros(["eval-bag", str(source), "--model", model, "--device", "cpu", "--panels", "0",
+                  "--out", str(out / "offline")]) == 0
+    live = json.loads((out / "live" / "metrics.json").read_text())
+    offline = json.loads((out / "offline" / "metrics.json").read_text())
+    assert live["frames_scored"] == offline["frames_scored"] == frames, (live, offline)
+    assert live["frames_missing_prediction"] == 0
+    assert live["rmse_mm"] == pytest.approx(offline["rmse_mm"], rel=0.01)
+    assert live["mae_mm"] == pytest.approx(offline["mae_mm"], rel=0.01)

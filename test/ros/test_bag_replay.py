@@ -8,7 +8,6 @@ runs with point_cloud:=false; RViz is off by default.
 """
 from __future__ import annotations
 
-import json
 import subprocess
 
 import pytest
@@ -16,10 +15,9 @@ import pytest
 rclpy = pytest.importorskip("rclpy", reason="ROS 2 (rclpy) is not installed")
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy  # noqa: E402
-from ros_support import RosProcess, SpinningNode, wait_until  # noqa: E402
+from ros_support import RosProcess, assert_recorded_scores_like_offline, wait_until  # noqa: E402
 from sensor_msgs.msg import Image  # noqa: E402
 
-from depth_completion_ros.cli import main as dcros  # noqa: E402
 from depth_completion_ros.data.kitti import KittiRawDrive  # noqa: E402
 from depth_completion_ros.data.rosbag import write_kitti_drive_bag  # noqa: E402
 
@@ -39,15 +37,6 @@ RELIABLE = QoSProfile(history=HistoryPolicy.KEEP_LAST, depth=10, reliability=Rel
 
 def _has_package(env, name: str) -> bool:
     return subprocess.run(["ros2", "pkg", "prefix", name], env=env, capture_output=True, timeout=60).returncode == 0
-
-
-@pytest.fixture
-def peer():
-    rclpy.init()
-    node = SpinningNode("depth_completion_test_bag_listener")
-    yield node
-    node.close()
-    rclpy.try_shutdown()
 
 
 @pytest.mark.parametrize("distro,storage", [("humble", "sqlite3"), ("jazzy", "mcap")])
@@ -79,12 +68,4 @@ def test_bag_play_through_the_node_scores_like_offline_eval_bag(
     assert launch_code == 0 and "Traceback" not in launch.output(), launch.output()[-4000:]
     assert "process has died" not in launch.output(), launch.output()[-4000:]
 
-    assert dcros(["eval-bag", str(source), "--recorded-depth", str(recorded), "--out", str(tmp_path / "live")]) == 0
-    assert dcros(["eval-bag", str(source), "--model", MODEL, "--device", "cpu", "--panels", "0",
-                  "--out", str(tmp_path / "offline")]) == 0
-    live = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    offline = json.loads((tmp_path / "offline" / "metrics.json").read_text())
-    assert live["frames_scored"] == offline["frames_scored"] == FRAMES, (live, offline)
-    assert live["frames_missing_prediction"] == 0
-    assert live["rmse_mm"] == pytest.approx(offline["rmse_mm"], rel=0.01)
-    assert live["mae_mm"] == pytest.approx(offline["mae_mm"], rel=0.01)
+    assert_recorded_scores_like_offline(source, recorded, MODEL, FRAMES, tmp_path)

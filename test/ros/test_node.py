@@ -29,13 +29,6 @@ TIMEOUT_S = 30.0
 REPUBLISH_S = 0.2
 
 
-@pytest.fixture
-def ros_context():
-    rclpy.init()
-    yield
-    rclpy.try_shutdown()
-
-
 def node_parameters(**changes) -> list[Parameter]:
     rig = wall_frame(TYPES, 0).lidar_to_camera
     values = {"model": MODEL, "device": "cpu", "precision": "fp32", "warmup": False, "use_tf": False,

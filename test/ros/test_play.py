@@ -11,7 +11,6 @@ same-host profile for this process and the processes it starts.
 """
 from __future__ import annotations
 
-import json
 import logging
 import os
 import re
@@ -30,7 +29,9 @@ from rosbags.highlevel import AnyReader  # noqa: E402
 from rosbags.interfaces import ConnectionExtRosbag1, ConnectionExtRosbag2  # noqa: E402
 from rosbags.rosbag2 import StoragePlugin, Writer  # noqa: E402
 from rosbags.typesys import Stores, get_types_from_msg, get_typestore  # noqa: E402
-from ros_support import RosProcess, SpinningNode, record_stamped, wait_until, write_recording  # noqa: E402
+from ros_support import (  # noqa: E402
+    RosProcess, assert_recorded_scores_like_offline, record_stamped, wait_until, write_recording,
+)
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2  # noqa: E402
 from std_msgs.msg import ColorRGBA, Int32  # noqa: E402
 
@@ -65,15 +66,6 @@ NODE_TOPICS = (TF_STATIC_TOPIC, KITTI_IMAGE_TOPIC, KITTI_CAMERA_INFO_TOPIC, KITT
 
 def _tf_message():
     return pytest.importorskip("tf2_msgs.msg", reason="tf2_msgs is not installed (dcros ros-setup builds it)").TFMessage
-
-
-@pytest.fixture
-def peer():
-    rclpy.init()
-    node = SpinningNode("dcros_play_test_listener")
-    yield node
-    node.close()
-    rclpy.try_shutdown()
 
 
 def _play(bag, **options):
@@ -431,13 +423,4 @@ def test_the_node_answers_a_played_kitti2bag_bag_as_offline_eval_bag_scores_it(s
     counts = write_recording(recorded, {"/depth/image": ("sensor_msgs/msg/Image", depth),
                                         "/depth/camera_info": ("sensor_msgs/msg/CameraInfo", depth_info)})
     assert counts["/depth/image"] == E2E_FRAMES, counts
-    assert dcros(["eval-bag", str(source), "--recorded-depth", str(recorded), "--panels", "0",
-                  "--out", str(tmp_path / "live")]) == 0
-    assert dcros(["eval-bag", str(source), "--model", E2E_MODEL, "--device", "cpu", "--panels", "0",
-                  "--out", str(tmp_path / "offline")]) == 0
-    live = json.loads((tmp_path / "live" / "metrics.json").read_text())
-    offline = json.loads((tmp_path / "offline" / "metrics.json").read_text())
-    assert live["frames_scored"] == offline["frames_scored"] == E2E_FRAMES, (live, offline)
-    assert live["frames_missing_prediction"] == 0
-    assert live["rmse_mm"] == pytest.approx(offline["rmse_mm"], rel=0.01)
-    assert live["mae_mm"] == pytest.approx(offline["mae_mm"], rel=0.01)
+    assert_recorded_scores_like_offline(source, recorded, E2E_MODEL, E2E_FRAMES, tmp_path)
