@@ -18,8 +18,14 @@ import numpy as np
 
 from . import self_check as checks
 from .geometry import PinholeCamera, ProjectionStats, project
+from .raw_camera import RawCamera, Rectifier, depth_in_raw_grid
 
 ROI_CHOICES = ("full", "bottom", "auto")
+RECTIFY_CHOICES = ("auto", "true", "false")
+# Why a raw camera's image was left unrectified (FrameResult.unrectified).
+NOT_RECTIFIED_BY_OPTION = "rectify is false: the depth does not line up with the distorted image"
+TAKEN_AS_RECTIFIED = ("CameraInfo's P carries a stereo translation: the image is taken as already rectified (as "
+                      "KITTI converters publish it beside raw camera 02's k, d and r); rectify true rectifies it")
 # Stride an engine without a `size_multiple` (a classical fill) gets its auto ROI rounded to.
 DEFAULT_ROI_MULTIPLE = 32
 INVALID_CHOICES = ("nan", "zero")
@@ -45,6 +51,12 @@ class PipelineOptions:
     self_check_second_run: on a self-check frame, run the network a second time on the full input and
         return that prediction; otherwise (the default) the prediction made without the held-out pixels is
         the frame's output, and a self-check frame costs no extra inference.
+    rectify: raw cameras (a CameraInfo with lens distortion `d` or a rectification rotation `r`; `raw_camera`):
+        "auto" rectifies their images as image_proc does, projects the LiDAR into the rectified camera and
+        returns depth in it, except where CameraInfo's P carries a stereo translation (KITTI converters publish
+        the rectified sync images with raw camera 02's k, d and r beside P_rect_02, whose Tx is not zero:
+        rectifying those again would warp them); "true" rectifies those too; "false" never rectifies (depth
+        then does not line up with a distorted image: the result says so in `unrectified`).
     """
 
     min_depth: float = 0.1
@@ -56,6 +68,7 @@ class PipelineOptions:
     self_check_fraction: float = 0.0
     self_check_every_n: int = 1
     self_check_second_run: bool = False
+    rectify: str = "auto"
 
     def __post_init__(self):
         if not (math.isfinite(self.min_depth) and self.min_depth >= 0):
@@ -68,6 +81,8 @@ class PipelineOptions:
             raise ValueError(f"roi_height must be >= 1, got {self.roi_height}")
         if isinstance(self.roi_margin, bool) or int(self.roi_margin) != self.roi_margin or self.roi_margin < 0:
             raise ValueError(f"roi_margin must be an integer >= 0, got {self.roi_margin}")
+        if self.rectify not in RECTIFY_CHOICES:
+            raise ValueError(f"rectify must be one of {RECTIFY_CHOICES}, got {self.rectify!r}")
         if self.invalid_value not in INVALID_CHOICES:
             raise ValueError(f"invalid_value must be one of {INVALID_CHOICES}, got {self.invalid_value!r}")
         checks.check_fraction(self.self_check_fraction)
@@ -87,7 +102,12 @@ class FrameResult:
     projection dropped, the stamp, and on self-check frames the self-check (else None).
 
     roi_rows: the rows the network ran on, (first, end) with end exclusive (the image's height); `roi_top`
-    is the first. Rows above it hold the invalid value."""
+    is the first. Rows above it hold the invalid value.
+
+    camera: the camera of `dense` and `sparse`. raw_camera: where the frame came from a raw camera and was
+    rectified, that camera (dense and sparse are then in its rectified camera, `camera`). unrectified: where a
+    raw camera's image was not rectified (options.rectify, or P's stereo translation), why: the depth does not
+    line up with the image."""
 
     dense: np.ndarray
     sparse: np.ndarray
@@ -97,11 +117,22 @@ class FrameResult:
     roi_top: int = 0
     extras: dict[str, Any] = field(default_factory=dict)
     self_check: checks.SelfCheck | None = None
+    camera: PinholeCamera | None = None
+    raw_camera: RawCamera | None = None
+    unrectified: str | None = None
 
     @property
     def roi_rows(self) -> tuple[int, int]:
         """(first, end) rows the network ran on, end exclusive: from `roi_top` to the image's bottom."""
         return self.roi_top, self.dense.shape[0]
+
+    def in_raw_grid(self) -> "FrameResult":
+        """This result seen from the raw camera's pixels where the frame was rectified (`raw_camera.depth_in_raw_grid`:
+        nearest rectified pixel, depth along the raw axis), for ground truth in the raw image's grid; else itself."""
+        if self.raw_camera is None:
+            return self
+        return dataclasses.replace(self, dense=depth_in_raw_grid(self.dense, self.raw_camera, fill=np.nan),
+                                   sparse=depth_in_raw_grid(self.sparse, self.raw_camera), roi_top=0, camera=None)
 
 
 class FrameProcessor:
@@ -119,6 +150,7 @@ class FrameProcessor:
         self.lidar_to_camera = None if lidar_to_camera is None else np.asarray(lidar_to_camera, dtype=np.float64)
         self.options = options or PipelineOptions()
         self.frames_processed = 0  # counts frames towards options.self_check_every_n
+        self.rectifier = Rectifier()
 
     # ------------------------------------------------------------------------------------ arrays in
     def process(self, rgb: np.ndarray, points: np.ndarray, stamp_ns: int | None = None,
@@ -218,29 +250,63 @@ class FrameProcessor:
             timings["self_check"] += _ms_since(start)
         timings["total"] = sum(timings.values())
         return FrameResult(dense=dense, sparse=sparse, timings_ms=timings, projection=stats,
-                           stamp_ns=stamp_ns, roi_top=roi_top, self_check=check)
+                           stamp_ns=stamp_ns, roi_top=roi_top, self_check=check, camera=camera)
 
     # ---------------------------------------------------------------------------------- messages in
-    def process_messages(self, image_msg, cloud_msg, camera: PinholeCamera | None = None,
-                         lidar_to_camera: np.ndarray | None = None, stamp_ns: int | None = None) -> FrameResult:
+    def process_messages(self, image_msg, cloud_msg, camera=None, lidar_to_camera: np.ndarray | None = None,
+                         stamp_ns: int | None = None) -> FrameResult:
         """The same from sensor_msgs Image + PointCloud2 (rclpy or rosbags messages alike).
 
-        `camera` may be a PinholeCamera or a CameraInfo message. The image size must agree with it."""
+        `camera` may be a CameraInfo message (its distortion and rectification handled per `options.rectify`),
+        a RawCamera, or a PinholeCamera (a rectified image). The image size must agree with it. A CameraInfo
+        whose distortion cannot be used raises raw_camera.DistortionError (a ValueError)."""
         from .data import messages
 
         start = time.perf_counter()
         camera = camera or self.camera
-        if camera is not None and not isinstance(camera, PinholeCamera):
-            camera = messages.camera_from_camera_info(camera)
         if camera is None:
             raise ValueError("no camera model: pass a CameraInfo or PinholeCamera")
+        raw = None
+        if not isinstance(camera, (PinholeCamera, RawCamera)):
+            raw = RawCamera.from_camera_info(camera)
+            stereo = bool(np.any(messages.camera_info_translation(camera)))
+        elif isinstance(camera, RawCamera):
+            raw, stereo = camera, False
+        if raw is not None:
+            camera = raw.rectified
         messages.check_image_matches_camera(image_msg, camera)
         rgb = messages.rgb_from_image(image_msg)
         points, _ = messages.pointcloud2_to_xyz(cloud_msg)
         if stamp_ns is None:
             stamp = image_msg.header.stamp
             stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
-        return self._run(rgb, points, None, stamp_ns, camera, lidar_to_camera, conversion_ms=_ms_since(start))
+        conversion_ms = _ms_since(start)
+        rectify, unrectified = self._rectification(raw, stereo if raw is not None else False)
+        rectification_ms = 0.0
+        if rectify:
+            start = time.perf_counter()
+            rgb = self.rectifier.rectify(rgb, raw)
+            transform = self.lidar_to_camera if lidar_to_camera is None else np.asarray(lidar_to_camera, np.float64)
+            lidar_to_camera = None if transform is None else raw.raw_to_rectified @ transform
+            rectification_ms = _ms_since(start)
+        result = self._run(rgb, points, None, stamp_ns, camera, lidar_to_camera, conversion_ms=conversion_ms)
+        if rectify:
+            result.timings_ms["rectification"] = rectification_ms
+            result.timings_ms["total"] += rectification_ms
+            result.raw_camera = raw
+        result.unrectified = unrectified
+        return result
+
+    def _rectification(self, raw: RawCamera | None, stereo: bool) -> tuple[bool, str | None]:
+        """(rectify this frame, why a raw camera's image is left unrectified) per options.rectify."""
+        if raw is None or not raw.needs_rectification:
+            return False, None
+        mode = self.options.rectify
+        if mode == "false":
+            return False, NOT_RECTIFIED_BY_OPTION
+        if mode == "auto" and stereo:
+            return False, TAKEN_AS_RECTIFIED
+        return True, None
 
 
 def auto_roi_top(sparse: np.ndarray, margin: int, multiple: int) -> int:

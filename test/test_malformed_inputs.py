@@ -50,7 +50,8 @@ def test_each_kind_has_its_declared_outcome_and_the_next_frame_is_right(kind):
 def test_the_kinds_cover_the_issue_list():
     names = {kind.name for kind in KINDS}
     assert len(names) == len(KINDS) >= 15
-    assert {PUBLISHED, "conversion_error", "size_mismatch", "no_transform"} == {kind.expected for kind in KINDS}
+    assert {PUBLISHED, "conversion_error", "size_mismatch", "no_transform", "bad_distortion"} == \
+        {kind.expected for kind in KINDS}
 
 
 def test_ever_new_frame_ids_do_not_grow_the_transform_tables():

@@ -26,7 +26,7 @@ def add_engine_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
-    from ..pipeline import ROI_CHOICES, PipelineOptions  # numpy only: keeps `dcros --help` fast
+    from ..pipeline import RECTIFY_CHOICES, ROI_CHOICES, PipelineOptions  # numpy only: keeps `dcros --help` fast
 
     defaults = PipelineOptions()
     group = parser.add_argument_group("pipeline")
@@ -40,6 +40,11 @@ def add_pipeline_arguments(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--roi-height", type=int, default=defaults.roi_height)
     group.add_argument("--roi-margin", type=int, default=defaults.roi_margin,
                        help="rows above the top-most LiDAR return that roi 'auto' keeps (default: %(default)s)")
+    group.add_argument("--rectify", default=defaults.rectify, choices=RECTIFY_CHOICES,
+                       help="images of a raw camera (CameraInfo with lens distortion d or a rectification r): "
+                            "'auto' rectifies them (not where P carries a stereo translation, as in KITTI "
+                            "converters' bags of rectified images), 'true' always, 'false' never (default: "
+                            "%(default)s); rectified predictions are scored in the ground truth's raw grid")
     group.add_argument("--self-check", type=float, default=0.0, metavar="FRACTION",
                        help="LiDAR hold-out self-check on every frame: hold FRACTION (e.g. 0.05) of the LiDAR "
                             "pixels out of the network's input and score the prediction there, beside the "
@@ -61,4 +66,4 @@ def pipeline_options_from_args(args):
 
     return PipelineOptions(min_depth=args.min_depth, max_depth=args.max_depth, roi=args.roi,
                            roi_height=args.roi_height, roi_margin=args.roi_margin,
-                           self_check_fraction=getattr(args, "self_check", 0.0))
+                           self_check_fraction=getattr(args, "self_check", 0.0), rectify=args.rectify)

@@ -483,6 +483,15 @@ def camera_from_camera_info(msg) -> PinholeCamera:
     return PinholeCamera.from_camera_info(k, p, int(msg.width), int(msg.height))
 
 
+def camera_info_translation(msg) -> np.ndarray:
+    """The fourth column of CameraInfo's P (ROS 2 `p` or ROS 1 `P`), zeros where P is missing: a stereo
+    camera's Tx = -fx * baseline (or, in bags from KITTI converters, camera 02's offset from camera 00)."""
+    p = getattr(msg, "p", None)
+    p = getattr(msg, "P", None) if p is None else p
+    p = np.zeros(12) if p is None else np.asarray(p, dtype=np.float64).reshape(-1)
+    return p.reshape(3, 4)[:, 3] if p.size == 12 else np.zeros(3)
+
+
 def camera_info_fields(camera: PinholeCamera, distortion_model: str = "plumb_bob") -> dict[str, Any]:
     """The fields of sensor_msgs/CameraInfo (without header) for a rectified monocular camera.
 

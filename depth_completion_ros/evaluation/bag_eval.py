@@ -286,14 +286,6 @@ class _KittiScoring:
                 "max_offset_s": None if self.max_offset_ns is None else self.max_offset_ns / 1e9}
 
 
-def _projection_translation(info_msg) -> np.ndarray:
-    """The fourth column of CameraInfo's P (ROS 2 `p` or ROS 1 `P`), zeros where P is missing."""
-    p = getattr(info_msg, "p", None)
-    p = getattr(info_msg, "P", None) if p is None else p
-    p = np.zeros(12) if p is None else np.asarray(p, dtype=np.float64).reshape(-1)
-    return p.reshape(3, 4)[:, 3] if p.size == 12 else np.zeros(3)
-
-
 def static_transforms(bag_path: Path, available: dict) -> TransformTree:
     """The transform tree of the bag's /tf_static and /tf messages (first transform of each edge)."""
     tree = TransformTree()
@@ -361,6 +353,7 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
     kitti = _KittiScoring(kitti_gt) if kitti_gt is not None else None
     image_ordinals: dict[int, int] = {}  # camera stamp -> position of the image in the bag
     tx_ignored = False
+    rectified_frames, unrectified_frames, unrectified_reason = 0, 0, None
     expected = available[topics.image][1]
     scorer = FrameScorer(out_dir, panel_indices(expected, panels), max_depth=min(processor.options.max_depth, 80.0))
     pairing = ApproximateTimePairing(3, queue_size=queue_size, slop_s=slop_s)
@@ -407,11 +400,11 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
                 score_ready(record.stamp_ns)
                 continue
             image_msg, info_msg, cloud_msg = matched
-            if not tx_ignored and np.any(_projection_translation(info_msg) != 0):
+            if not tx_ignored and np.any(messages.camera_info_translation(info_msg) != 0):
                 tx_ignored = True
                 LOGGER.warning("CameraInfo %s has a translation in P's fourth column (Tx, Ty, Tz = %s); it is not "
                                "applied: the pose of frame %s comes from tf (or the given transform)",
-                               topics.camera_info, _projection_translation(info_msg).tolist(),
+                               topics.camera_info, messages.camera_info_translation(info_msg).tolist(),
                                image_msg.header.frame_id)
             try:
                 transform = lidar_to_camera
@@ -426,14 +419,27 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
                 scorer.drop(type(error).__name__, error)
                 LOGGER.warning("frame at %d ns dropped: %s", stamp_ns, error)
                 continue
-            if writer is not None:
+            if writer is not None:  # the depth as the node publishes it: in the rectified camera where rectified
                 types = writer.types
                 header = messages.build_header(types, result.stamp_ns, image_msg.header.frame_id)
                 writer.write(PREDICTION_TOPIC, record.stamp_ns, messages.make_message(
                     types["sensor_msgs/msg/Image"], header=header,
                     **messages.depth_to_image_fields(result.dense, invalid="nan")))
                 writer.write(PREDICTION_INFO_TOPIC, record.stamp_ns, messages.build_camera_info(
-                    types, header, messages.camera_from_camera_info(info_msg)))
+                    types, header, result.camera))
+            if result.raw_camera is not None:
+                if not rectified_frames:
+                    LOGGER.info("CameraInfo %s describes a raw camera (%s): its images are rectified, and the "
+                                "predictions scored in the ground truth's raw grid", topics.camera_info,
+                                result.raw_camera.model or "rectification rotation only")
+                rectified_frames += 1
+            elif result.unrectified is not None:
+                if not unrectified_frames:
+                    LOGGER.warning("CameraInfo %s has lens distortion or a rectification r, and its images are not "
+                                   "rectified: %s", topics.camera_info, result.unrectified)
+                unrectified_frames += 1
+                unrectified_reason = result.unrectified
+            result = result.in_raw_grid()
             if kitti is not None:
                 kitti.score(scorer, result, rgb, image_ordinals.get(result.stamp_ns))
             else:
@@ -447,7 +453,9 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
                                                                                   pairing.dropped())),
                           "predictions_bag": str(predictions_bag) if predictions_bag else None,
                           "kitti_gt": kitti.summary() if kitti is not None else None,
-                          "camera_info_translation_ignored": tx_ignored})
+                          "camera_info_translation_ignored": tx_ignored,
+                          "rectified_frames": rectified_frames, "unrectified_raw_camera_frames": unrectified_frames,
+                          "unrectified_reason": unrectified_reason, "rectify": processor.options.rectify})
 
 
 # ---------------------------------------------------------------------------------------- recorded mode

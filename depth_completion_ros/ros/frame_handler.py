@@ -3,7 +3,8 @@
 Checks the camera model and the image size, finds the LiDAR->camera transform, runs the pipeline and
 hands the result to `publish`. Each failure becomes a `FrameDropped` with its reason, so that the worker
 counts it: "conversion_error" (CameraInfo without calibration, malformed cloud, unknown encoding),
-"size_mismatch" (image size differs from CameraInfo), "no_transform". Anything else that escapes (the
+"size_mismatch" (image size differs from CameraInfo), "bad_distortion" (a lens distortion the node cannot use:
+unknown model, `d` of the wrong length, `r` not a rotation), "no_transform". Anything else that escapes (the
 network failing) is counted by the worker as "inference_error".
 """
 from __future__ import annotations
@@ -12,7 +13,8 @@ from typing import Callable
 
 from ..data import messages
 from ..pipeline import FrameProcessor, FrameResult
-from .latest_frame import CONVERSION_ERROR, NO_TRANSFORM, SIZE_MISMATCH, FrameDropped
+from ..raw_camera import DistortionError, RawCamera
+from .latest_frame import BAD_DISTORTION, CONVERSION_ERROR, NO_TRANSFORM, SIZE_MISMATCH, FrameDropped
 from .transforms import Resolution, TransformResolver
 
 Publish = Callable[[FrameResult, object, object], None]
@@ -35,11 +37,13 @@ class FrameHandler:
     def __call__(self, frame) -> FrameResult:
         image, camera_info, cloud = frame
         try:
-            camera = messages.camera_from_camera_info(camera_info)
+            camera = RawCamera.from_camera_info(camera_info)
+        except DistortionError as error:
+            raise FrameDropped(BAD_DISTORTION, f"camera_info: {error}") from error
         except ValueError as error:
             raise FrameDropped(CONVERSION_ERROR, f"camera_info: {error}") from error
         try:
-            messages.check_image_matches_camera(image, camera)
+            messages.check_image_matches_camera(image, camera.rectified)
         except ValueError as error:
             raise FrameDropped(SIZE_MISMATCH, str(error)) from error
 
@@ -50,7 +54,8 @@ class FrameHandler:
         if resolution.transform is None:
             raise FrameDropped(NO_TRANSFORM, f"no transform {camera_frame!r} <- {lidar_frame!r} yet")
         try:
-            result = self.processor.process_messages(image, cloud, camera=camera,
+            # The CameraInfo itself: the pipeline rectifies a raw camera's image (per its `rectify` option).
+            result = self.processor.process_messages(image, cloud, camera=camera_info,
                                                      lidar_to_camera=resolution.transform)
         except ValueError as error:  # malformed cloud, unknown encoding, ...
             raise FrameDropped(CONVERSION_ERROR, str(error)) from error

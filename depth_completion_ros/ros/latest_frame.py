@@ -16,8 +16,9 @@ REPLACED_BY_NEWER = "replaced_by_newer"
 CONVERSION_ERROR = "conversion_error"
 SIZE_MISMATCH = "size_mismatch"
 NO_TRANSFORM = "no_transform"
+BAD_DISTORTION = "bad_distortion"  # CameraInfo's lens distortion unusable: unknown model, d of the wrong length
 INFERENCE_ERROR = "inference_error"
-DROP_REASONS = (REPLACED_BY_NEWER, CONVERSION_ERROR, SIZE_MISMATCH, NO_TRANSFORM, INFERENCE_ERROR)
+DROP_REASONS = (REPLACED_BY_NEWER, CONVERSION_ERROR, SIZE_MISMATCH, NO_TRANSFORM, BAD_DISTORTION, INFERENCE_ERROR)
 
 
 class FrameDropped(Exception):

@@ -15,7 +15,7 @@ from typing import Callable, Mapping
 import numpy as np
 
 from ..data import messages
-from .latest_frame import CONVERSION_ERROR, NO_TRANSFORM, SIZE_MISMATCH
+from .latest_frame import BAD_DISTORTION, CONVERSION_ERROR, NO_TRANSFORM, SIZE_MISMATCH
 from .synthetic import WallFrame
 
 PUBLISHED = "published"
@@ -188,6 +188,12 @@ KINDS: tuple[MalformedKind, ...] = (
     MalformedKind("image_zero_size", CONVERSION_ERROR, _zero_size),
     MalformedKind("image_enormous_size", CONVERSION_ERROR, _enormous_size),
     MalformedKind("camera_info_zero_k_and_p", CONVERSION_ERROR, _camera_info_with(k=[0.0] * 9, p=[0.0] * 12)),
+    MalformedKind("camera_info_unknown_distortion_model", BAD_DISTORTION,
+                  _camera_info_with(distortion_model="kannala_brandt8", d=[0.1, -0.02, 0.0, 0.0])),
+    MalformedKind("camera_info_d_length_misfits_its_model", BAD_DISTORTION,
+                  _camera_info_with(distortion_model="plumb_bob", d=[-0.3, 0.1, 0.0])),
+    MalformedKind("camera_info_r_not_a_rotation", BAD_DISTORTION,
+                  _camera_info_with(r=[2.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0])),
 )
 KINDS_BY_NAME = {kind.name: kind for kind in KINDS}
 

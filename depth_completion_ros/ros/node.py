@@ -42,6 +42,8 @@ import signal
 import sys
 import threading
 
+import numpy as np
+
 try:
     import rclpy
     from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -65,7 +67,7 @@ except ImportError as _error:  # the package installed without ROS 2
 
 from ..data import messages
 from ..data.sync import ApproximateTimePairing
-from ..pipeline import FrameProcessor, PipelineOptions
+from ..pipeline import TAKEN_AS_RECTIFIED, FrameProcessor, PipelineOptions
 from . import latest_frame
 from .colorize import colorize_depth
 from .dds_tuning import receive_buffer_warning, required_receive_buffer
@@ -152,6 +154,7 @@ class DepthCompletionNode(Node):
         self.processor = FrameProcessor(self.engine, options=PipelineOptions(
             min_depth=settings.min_depth, max_depth=settings.max_depth, roi=settings.roi,
             roi_height=settings.roi_height, roi_margin=settings.roi_margin, invalid_value=settings.invalid_value,
+            rectify=settings.rectify,
             self_check_fraction=settings.self_check_fraction,
             self_check_every_n=settings.self_check_every_n_frames,
             self_check_second_run=settings.self_check_second_run))
@@ -162,6 +165,8 @@ class DepthCompletionNode(Node):
         self.drops = DropCounter()
         self.accounting = InputAccounting()
         self.published = 0
+        self.rectified = 0  # frames of a raw camera published rectified
+        self.unrectified = 0  # frames of a raw camera published unrectified (rectify false, or a stereo P)
         self._lost_at_last_report = 0
         self._largest_input_bytes = 0
         self._rmw = get_rmw_implementation_identifier()
@@ -374,11 +379,16 @@ class DepthCompletionNode(Node):
         invalid = self.settings.invalid_value
         self.depth_publisher.publish(messages.make_message(
             Image, header=header, **messages.depth_to_image_fields(result.dense, invalid=invalid)))
-        self.info_publisher.publish(CameraInfo(
-            header=header, height=camera_info.height, width=camera_info.width,
-            distortion_model=camera_info.distortion_model, d=camera_info.d, k=camera_info.k, r=camera_info.r,
-            p=camera_info.p, binning_x=camera_info.binning_x, binning_y=camera_info.binning_y,
-            roi=camera_info.roi))
+        self.info_publisher.publish(self._output_camera_info(result, header, camera_info))
+        if result.raw_camera is not None:
+            self.rectified += 1
+        elif result.unrectified is not None:
+            if not self.unrectified:  # said once, at the first such frame; counted on /diagnostics
+                log = self.get_logger().info if result.unrectified == TAKEN_AS_RECTIFIED else self.get_logger().warning
+                log(f"camera_info has lens distortion (distortion_model {camera_info.distortion_model!r}, d "
+                    f"{list(camera_info.d)}) or a rectification r, and its image is not rectified: "
+                    f"{result.unrectified} (frames counted as 'frames not rectified')")
+            self.unrectified += 1
         # The optional outputs cost a colour lookup or a copy: skip them when nobody listens.
         if self._publish_optional["publish_colorized"] and self.colorized_publisher.get_subscription_count():
             colour = colorize_depth(result.dense, self.settings.min_depth, self.settings.max_depth)
@@ -394,6 +404,21 @@ class DepthCompletionNode(Node):
         self._last_roi = (*result.roi_rows, result.dense.shape[0])
         age_ns = self.get_clock().now().nanoseconds - messages.stamp_to_ns(header.stamp)
         self.age_ms.add(age_ns / 1e6)
+
+    @staticmethod
+    def _output_camera_info(result, header, camera_info: CameraInfo) -> CameraInfo:
+        """The CameraInfo of the published depth: the input's, or where the image was rectified the rectified
+        camera's (d zero, r identity, k = P's 3x3, p as given), as image_proc's rectified image has it."""
+        if result.raw_camera is None:
+            return CameraInfo(header=header, height=camera_info.height, width=camera_info.width,
+                              distortion_model=camera_info.distortion_model, d=camera_info.d, k=camera_info.k,
+                              r=camera_info.r, p=camera_info.p, binning_x=camera_info.binning_x,
+                              binning_y=camera_info.binning_y, roi=camera_info.roi)
+        rectified = result.raw_camera.rectified
+        return CameraInfo(header=header, height=rectified.height, width=rectified.width,
+                          distortion_model=camera_info.distortion_model, d=[0.0] * len(camera_info.d),
+                          k=rectified.K.reshape(-1).tolist(), r=np.eye(3).reshape(-1).tolist(), p=camera_info.p,
+                          binning_x=camera_info.binning_x, binning_y=camera_info.binning_y, roi=camera_info.roi)
 
     def _on_frame_error(self, reason: str, error: BaseException) -> None:
         if not self.context.ok():  # publishing raced with shutdown: nothing worth reporting
@@ -468,6 +493,8 @@ class DepthCompletionNode(Node):
                                 backend_reason=getattr(self.engine, "backend_reason", ""),
                                 roi=describe_roi(self.settings.roi, self._last_roi))
             summary.values["tf"] = self.tf_source
+            summary.values["frames rectified"] = str(self.rectified)
+            summary.values["frames not rectified"] = str(self.unrectified)
             return summary
 
         return DiagnosticsPublisher(self, self._hardware_id, [

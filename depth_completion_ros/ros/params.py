@@ -111,6 +111,12 @@ PARAMETERS: tuple[ParameterSpec, ...] = (
                   minimum=1, maximum=16384),
     ParameterSpec("roi_margin", 16, "rows above the top-most LiDAR return that the network still sees "
                   "(roi 'auto')", minimum=0, maximum=16384),
+    ParameterSpec("rectify", "auto", "images of a raw camera (CameraInfo with lens distortion d, models plumb_bob, "
+                  "rational_polynomial, equidistant, or a rectification rotation r): 'auto' rectifies them as "
+                  "image_proc does and publishes depth in the rectified camera with its CameraInfo (d zero), except "
+                  "where P carries a stereo translation (KITTI converters' bags: rectified images beside raw camera "
+                  "02's k and d); 'true' rectifies those too; 'false' never (the node warns once: depth then does not "
+                  "line up with a distorted image)", choices=("auto", "true", "false")),
     ParameterSpec("invalid_value", "nan", "value of pixels without depth in depth/image: 'nan' (REP 118) "
                   "or 'zero'", choices=INVALID_CHOICES),
     ParameterSpec("publish_colorized", False, "also publish depth/image_colorized (bgr8, turbo colormap, "
@@ -183,6 +189,7 @@ class NodeSettings:
     roi_height: int
     roi_margin: int
     invalid_value: str
+    rectify: str
     publish_colorized: bool
     publish_sparse: bool
     use_tf: bool
@@ -368,6 +375,7 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
         roi_height=checked["roi_height"],
         roi_margin=checked["roi_margin"],
         invalid_value=checked["invalid_value"],
+        rectify=checked["rectify"],
         publish_colorized=checked["publish_colorized"],
         publish_sparse=checked["publish_sparse"],
         use_tf=checked["use_tf"],

@@ -235,3 +235,49 @@ def test_self_check_of_the_untrained_network_and_its_runtime_thresholds(ros_cont
     finally:
         peer.close()
         node.close()
+
+
+# ------------------------------------------------------------------------------------------ raw cameras
+def raw_camera_frame(stamp_ns: int):
+    """A wall frame whose CameraInfo describes a raw camera (KITTI-like barrel distortion)."""
+    from depth_completion_ros.raw_camera import RawCamera, raw_camera_info_fields
+
+    frame = wall_frame(TYPES, stamp_ns)
+    raw = RawCamera.create(messages.camera_from_camera_info(frame.camera_info), "plumb_bob", [-0.3, 0.1, 0, 0, 0])
+    fields = raw_camera_info_fields(raw)
+    info = frame.camera_info
+    for name in ("distortion_model", "d", "k", "r", "p"):
+        setattr(info, name, fields[name])
+    return frame, raw
+
+
+@pytest.mark.parametrize("rectify", ["auto", "false"])
+def test_a_raw_camera_is_rectified_and_published_with_the_rectified_camera_info(ros_context, rectify):
+    node = DepthCompletionNode(parameter_overrides=node_parameters(rectify=rectify))
+    peer = Peer(node)
+    try:
+        def send_raw():
+            frame, raw = raw_camera_frame(peer._next_stamp_ns)
+            peer._next_stamp_ns += 100_000_000
+            for name in ("camera_info", "points", "image"):
+                peer.publishers[name].publish(getattr(frame, "cloud" if name == "points" else name))
+            peer.sent_stamps.append(messages.stamp_to_ns(frame.image.header.stamp))
+            return raw
+
+        deadline = time.monotonic() + TIMEOUT_S
+        while not (peer.info and peer.depth) and time.monotonic() < deadline:
+            raw = send_raw()
+            for _ in range(4):
+                peer.executor.spin_once(timeout_sec=0.05)
+        assert peer.info and peer.depth
+        info = peer.info[-1]
+        if rectify == "auto":
+            assert not any(info.d) and list(info.d) == [0.0] * 5 and info.distortion_model == "plumb_bob"
+            assert np.allclose(info.k, raw.rectified.K.reshape(-1)) and np.allclose(info.r, np.eye(3).reshape(-1))
+            assert node.rectified >= 1 and node.unrectified == 0
+        else:
+            assert np.allclose(info.d, [-0.3, 0.1, 0, 0, 0])      # the input's, as published before
+            assert node.unrectified >= 1 and node.rectified == 0
+    finally:
+        peer.close()
+        node.close()
