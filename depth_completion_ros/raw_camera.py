@@ -205,14 +205,36 @@ class Rectifier:
                          borderValue=0)
 
 
+_RAW_PIXELS_IN_RECTIFIED: OrderedDict = OrderedDict()  # camera key -> (u_r, v_r) of every raw pixel
+_RAW_PIXELS_LOCK = threading.Lock()
+
+
+def raw_pixels_in_rectified(camera: RawCamera) -> tuple[np.ndarray, np.ndarray]:
+    """Where every raw pixel lands in the rectified image ((H, W) u_r, v_r), kept for the last few cameras:
+    undistorting is iterative, a few hundred milliseconds per KITTI-size image."""
+    key = camera.key()
+    with _RAW_PIXELS_LOCK:
+        if key in _RAW_PIXELS_IN_RECTIFIED:
+            _RAW_PIXELS_IN_RECTIFIED.move_to_end(key)
+            return _RAW_PIXELS_IN_RECTIFIED[key]
+    rows, cols = np.mgrid[0:camera.height, 0:camera.width]
+    coordinates = camera.rectified_coordinates(cols.astype(np.float64), rows.astype(np.float64))
+    for array in coordinates:
+        array.setflags(write=False)
+    with _RAW_PIXELS_LOCK:
+        _RAW_PIXELS_IN_RECTIFIED[key] = coordinates
+        while len(_RAW_PIXELS_IN_RECTIFIED) > 4:
+            _RAW_PIXELS_IN_RECTIFIED.popitem(last=False)
+    return coordinates
+
+
 def depth_in_raw_grid(rectified_depth: np.ndarray, camera: RawCamera, fill: float = 0.0) -> np.ndarray:
     """A depth image of the rectified camera (metres along its optical axis) seen from the raw image's pixels:
     each raw pixel takes the rectified depth at the nearest rectified pixel to where it lands (nearest, so that a
     depth edge is never blended), converted to depth along the raw camera's axis where R rotates it. Raw pixels
     landing outside the rectified image, or on no depth, get `fill`. For scoring a rectified prediction against
     ground truth in the raw camera's grid."""
-    rows, cols = np.mgrid[0:camera.height, 0:camera.width]
-    u_r, v_r = camera.rectified_coordinates(cols.astype(np.float64), rows.astype(np.float64))
+    u_r, v_r = raw_pixels_in_rectified(camera)
     col, row = np.floor(u_r + 0.5).astype(np.int64), np.floor(v_r + 0.5).astype(np.int64)
     rectified = camera.rectified
     inside = (col >= 0) & (col < rectified.width) & (row >= 0) & (row < rectified.height)
