@@ -51,6 +51,7 @@ from ..data.rosbag import BagError, BagMessage, bag_topics, open_bag_writer, rea
 from ..data.sync import ApproximateTimePairing
 from ..geometry import TransformTree
 from ..pipeline import FrameProcessor
+from ..raw_camera import RawCamera, depth_in_raw_grid
 from .html_report import describe_engine
 from .scoring import FrameScorer, panel_indices
 
@@ -494,6 +495,42 @@ def recorded_depth_topic(bag_path: str | Path, available: dict, topic: str = REC
                    f"(Image topics: {found}); name one with --recorded-topic")
 
 
+def _first_message(bag_path: Path, topic: str):
+    with contextlib.closing(read_bag(bag_path, [topic])) as records:
+        record = next(records, None)
+    return None if record is None else record.msg
+
+
+def recorded_raw_camera(source_bag: Path, available: dict, image_topic: str | None, info_topic: str,
+                        recorded_bag: Path, recorded_available: dict, recorded_topic: str) -> RawCamera | None:
+    """The source's raw camera where the live node rectified it: the recorded depth is then in the rectified
+    camera and its ground truth in the raw one. None where the source camera needs no rectification, its P
+    carries a stereo translation (the node takes such an image as rectified), or the recorded depth's
+    CameraInfo (beside it, e.g. /depth/camera_info) still has the source's distortion (the node ran with
+    rectify false). Without a recorded CameraInfo the node's default, rectify auto, is assumed (logged)."""
+    try:
+        if info_topic == AUTO:
+            image_topic = image_topic or _discover_image(source_bag, available)
+            info_topic = _discover_camera_info(source_bag, available, image_topic)
+    except BagError as error:
+        LOGGER.info("no CameraInfo in %s to tell a raw camera by (%s): the recorded depth is scored as it is",
+                    source_bag, error)
+        return None
+    info = _first_message(source_bag, info_topic) if info_topic in available else None
+    if info is None:
+        return None
+    raw = RawCamera.from_camera_info(info)
+    if not raw.needs_rectification or np.any(messages.camera_info_translation(info)):
+        return None
+    recorded_info = f"{_namespace(recorded_topic)}/camera_info"
+    if recorded_available.get(recorded_info, (None,))[0] != CAMERA_INFO_TYPE:
+        LOGGER.warning("%s describes a raw camera and %s has no %s: scoring the recorded depth as rectified (the "
+                       "node's default, rectify auto)", info_topic, recorded_bag, recorded_info)
+        return raw
+    recorded = RawCamera.from_camera_info(_first_message(recorded_bag, recorded_info))
+    return None if recorded.needs_rectification else raw
+
+
 def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir: str | Path,
                       recorded_topic: str = RECORDED_TOPIC, topics: BagTopics = BagTopics(),
                       slop_s: float = 0.05, panels: int = 4, max_depth: float = 80.0,
@@ -535,6 +572,8 @@ def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir:
         LOGGER.info("bag %s has no topic %s: the report has no panels", source_bag, topics.image)
     recorded_available = bag_topics(recorded_bag)
     recorded_topic = recorded_depth_topic(recorded_bag, recorded_available, recorded_topic)
+    raw_camera = recorded_raw_camera(source_bag, available, shown, topics.camera_info, recorded_bag,
+                                     recorded_available, recorded_topic)
     slop_ns = int(round(slop_s * 1e9))
 
     # Pass 1: stamps and sizes; pair every recorded frame.
@@ -563,7 +602,7 @@ def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir:
         seen.add(frame.stamp_ns)
         frame.ground_truth = nearest_stamp(_stamps_near(gt_sorted, frame.stamp_ns, slop_ns), frame.stamp_ns, slop_ns)
         size = (int(msg.height), int(msg.width))
-        if frame.ground_truth is not None and gt_sizes[frame.ground_truth] != size:
+        if frame.ground_truth is not None and gt_sizes[frame.ground_truth] != size and raw_camera is None:
             height, width = gt_sizes[frame.ground_truth]
             frame.drop = ("size_mismatch", f"depth at {frame.stamp_ns} ns is {size[1]}x{size[0]}, its ground "
                                            f"truth {width}x{height}")
@@ -611,6 +650,8 @@ def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir:
             image_msg = take("image", frame.image) if frame.image is not None else None
             try:
                 depth = messages.depth_from_image(record.msg)
+                if raw_camera is not None:  # rectified by the node: seen from the ground truth's raw pixels
+                    depth = depth_in_raw_grid(depth, raw_camera, fill=np.nan)
                 gt = messages.depth_from_image(gt_msg) if gt_msg is not None else None
             except ValueError as error:
                 scorer.drop(type(error).__name__, error)
@@ -629,4 +670,5 @@ def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir:
                           "recorded_topic": recorded_topic,
                           "topics": {"ground_truth": topics.ground_truth, "image": shown},
                           "slop_s": slop_s, "frames_recorded": len(plan), "frames_ground_truth": len(gt_sizes),
+                          "scored_in_raw_grid": raw_camera is not None,
                           "frames_missing_prediction": len(gt_sizes) - len(paired)})
