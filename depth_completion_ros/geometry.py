@@ -406,9 +406,19 @@ def project(
     behind the camera (depth <= min_depth), farther than max_depth or outside the image are dropped and
     counted in the returned `ProjectionStats` (with `return_stats=True`). Works on numpy arrays and on torch
     tensors (CPU or CUDA; the result stays on the input's device).
+
+    Camera-model hook: `camera` may be any other camera model with `width`, `height` and a method
+    `project(points (N, 3) in its frame, z > 0) -> (u, v)` of pixel coordinates (e.g. a lens-distorted
+    `raw_camera.RawCamera`); the depth is still the z coordinate in the camera's frame and the pixel conventions
+    are the same. Such models take numpy points only and work in float64.
     """
     _check_points(points_xyz)
     use_torch = _is_torch(points_xyz)
+    pinhole = not callable(getattr(camera, "project", None))  # a PinholeCamera (or any fx, fy, cx, cy object)
+    if not pinhole:
+        if use_torch:
+            raise TypeError(f"projecting through a {type(camera).__name__} takes numpy points, not torch tensors")
+        points_xyz = np.asarray(points_xyz)[:, :3].astype(np.float64)
     n_input = int(points_xyz.shape[0])
     if use_torch:
         xyz = points_xyz[:, :3]
@@ -428,9 +438,12 @@ def project(
     floor = torch.floor if use_torch else np.floor
     in_front = finite & (z > min_depth)
     in_range = in_front if max_depth is None else in_front & (z <= max_depth)
-    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-        col = floor(camera.fx * x / z + (camera.cx + 0.5))
-        row = floor(camera.fy * y / z + (camera.cy + 0.5))
+    if pinhole:
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            col = floor(camera.fx * x / z + (camera.cx + 0.5))
+            row = floor(camera.fy * y / z + (camera.cy + 0.5))
+    else:
+        col, row = _model_pixels(camera, xyz, in_range)
     inside = in_range & (col >= 0) & (col < camera.width) & (row >= 0) & (row < camera.height)
     n_finite, n_front, n_in_range = int(finite.sum()), int(in_front.sum()), int(in_range.sum())
     n_nonfinite = n_input - n_finite
@@ -461,6 +474,18 @@ def project(
     if not return_stats:
         return depth
     return depth, ProjectionStats(n_input, n_nonfinite, n_behind, n_out_of_range, n_outside, n_projected, pixels)
+
+
+def _model_pixels(camera, xyz: np.ndarray, in_range: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(col, row) of the points through `camera.project` (the points in range only; -1 elsewhere)."""
+    col = np.full(xyz.shape[0], -1.0)
+    row = np.full(xyz.shape[0], -1.0)
+    if in_range.any():
+        u, v = camera.project(xyz[in_range])
+        with np.errstate(invalid="ignore"):
+            col[in_range] = np.floor(np.asarray(u, dtype=np.float64) + 0.5)
+            row[in_range] = np.floor(np.asarray(v, dtype=np.float64) + 0.5)
+    return col, row
 
 
 def unproject(depth: ArrayLike, camera: PinholeCamera, camera_to_frame: np.ndarray | None = None):

@@ -47,7 +47,7 @@ def select_frames(frame_ids, frame_range: tuple[int | None, int | None]) -> list
 
 
 def run(args: argparse.Namespace) -> int:
-    from depth_completion_ros.data.kitti import KittiRawDrive
+    from depth_completion_ros.data.kitti import KittiRawDrive, raw_camera_of_drive
     from depth_completion_ros.data.rosbag import DISTROS, write_kitti_drive_bag
 
     kitti_root = Path(args.kitti_root)
@@ -55,6 +55,7 @@ def run(args: argparse.Namespace) -> int:
         raise FileNotFoundError(f"KITTI root not found: {kitti_root}")
     drive = KittiRawDrive(kitti_root / "kitti_raw", args.drive)
     frame_ids = select_frames(list(drive.frame_ids), parse_frame_range(args.frames))
+    raw_camera = raw_camera_of_drive(kitti_root, args.drive)  # a synthetic raw-camera drive (dcros synth --raw-camera)
     counts = write_kitti_drive_bag(
         drive,
         args.out,
@@ -63,11 +64,15 @@ def run(args: argparse.Namespace) -> int:
         distro=args.distro,
         storage=args.storage,
         progress=True,
+        raw_camera=raw_camera,
     )
     bag_format = DISTROS[args.distro]
     storage = args.storage or bag_format.storage
     print(f"wrote {args.out} ({args.distro}: rosbag2 version {bag_format.version}, {storage}), "
           f"{len(frame_ids)} frames of {args.drive}")
+    if raw_camera is not None:
+        print(f"  camera_info: the raw camera of image_02 ({raw_camera.model or 'rectification rotation only'}, "
+              f"d={raw_camera.D.tolist()}); images and ground truth in its distorted grid")
     width = max(len(topic) for topic in counts)
     for topic, count in counts.items():
         print(f"  {topic:<{width}}  {count:6d} messages")

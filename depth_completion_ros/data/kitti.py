@@ -18,6 +18,7 @@ from __future__ import annotations
 import bisect
 import calendar
 import datetime as _datetime
+import json
 import re
 from dataclasses import dataclass
 from functools import cached_property
@@ -28,10 +29,13 @@ import numpy as np
 
 from depth_completion_ros.data.image_io import read_depth_png, read_rgb_png
 from depth_completion_ros.geometry import (
+    CalibrationError,
     KittiCalibration,
     PinholeCamera,
     bottom_crop_offsets,
+    calib_matrix,
     load_kitti_calibration,
+    read_calib_file,
     read_intrinsics_txt,
 )
 
@@ -142,6 +146,12 @@ class KittiRawDrive:
         return load_kitti_calibration(self.raw_root / self.date, camera=_camera_code(camera))
 
     @cached_property
+    def raw_camera(self):
+        """The raw camera (`raw_camera.RawCamera`) whose distorted grid image_02 is in, for a synthetic
+        raw-camera drive under a KITTI root `<root>/kitti_raw` (`raw_camera_of_drive`); None for any other."""
+        return raw_camera_of_drive(self.raw_root.parent, self.name)
+
+    @cached_property
     def frame_ids(self) -> list[int]:
         """Frame numbers present in image_02/data, sorted."""
         folder = self.path / "image_02" / "data"
@@ -192,6 +202,62 @@ class KittiRawDrive:
             if path.is_file():
                 return path
         return None
+
+
+# ------------------------------------------------------------------------------- raw-camera drives
+def load_raw_camera(calib_dir: str | Path, camera: str = "02", model: str | None = None):
+    """The unrectified camera 0X of a date folder's calib_cam_to_cam.txt as a `raw_camera.RawCamera`: raw
+    intrinsics K_0X, lens distortion D_0X (`model`, by default the one its number of values names: 5
+    plumb_bob, 8 rational_polynomial, 4 equidistant), rectification rotation R_rect_0X, and the rectified
+    camera of P_rect_0X / S_rect_0X. Only for raw images of the rectified size, as a synthetic raw-camera drive
+    writes them (S_0X = S_rect_0X); KITTI's own raw camera 02 (1392x512, images never published unrectified in
+    the synced drives) is not one: CalibrationError."""
+    from depth_completion_ros.raw_camera import DISTORTION_MODELS, RawCamera
+
+    code = camera[-2:] if camera.startswith("image_") else camera
+    path = Path(calib_dir) / "calib_cam_to_cam.txt"
+    values = read_calib_file(path)
+    rectified = load_kitti_calibration(calib_dir, camera=code).camera
+    size = calib_matrix(values, f"S_{code}", (2,), str(path))
+    if tuple(int(round(v)) for v in size) != (rectified.width, rectified.height):
+        raise CalibrationError(f"{path}: S_{code} ({size[0]:g}x{size[1]:g}) is not the rectified size "
+                               f"S_rect_{code} ({rectified.width}x{rectified.height}): not a raw-camera drive's camera")
+    if f"D_{code}" not in values:
+        raise CalibrationError(f"{path}: missing key 'D_{code}'")
+    D = values[f"D_{code}"]
+    if model is None:
+        models = [name for name, count in DISTORTION_MODELS.items() if count == D.size]
+        if len(models) != 1:
+            raise CalibrationError(f"{path}: D_{code} has {D.size} values, which names no distortion model "
+                                   f"({', '.join(f'{n}: {c}' for n, c in DISTORTION_MODELS.items())})")
+        model = models[0]
+    K = calib_matrix(values, f"K_{code}", (3, 3), str(path))
+    R = calib_matrix(values, f"R_rect_{code}", (3, 3), str(path))
+    return RawCamera.create(rectified, model, D, R, K)
+
+
+def raw_camera_of_drive(kitti_root: str | Path, drive: str):
+    """The raw camera (`raw_camera.RawCamera`) of a synthetic raw-camera drive (`dcros synth --raw-camera`),
+    whose image_02 images and depth PNGs are in the raw camera's distorted grid; None for any other drive (no
+    synth_manifest.json at `kitti_root`, a manifest without "raw_camera", or one that does not list `drive`).
+
+    The camera is read from the calibration files (`load_raw_camera`) and checked against the manifest."""
+    manifest_path = Path(kitti_root) / "synth_manifest.json"
+    if not manifest_path.is_file():
+        return None
+    manifest = json.loads(manifest_path.read_text())
+    record = manifest.get("raw_camera")
+    if not record or drive not in {d.get("name") for d in manifest.get("drives", [])}:
+        return None
+    calib_dir = Path(kitti_root) / "kitti_raw" / _date_of(drive)
+    camera = load_raw_camera(calib_dir, "02", model=record["model"])
+    D = read_calib_file(calib_dir / "calib_cam_to_cam.txt")["D_02"]
+    for name, written, recorded in (("K", camera.K, record["K"]), ("D", D, record["D"]), ("R", camera.R, record["R"])):
+        recorded = np.asarray(recorded, dtype=np.float64)
+        if recorded.size != np.size(written) or not np.allclose(np.ravel(written), recorded, rtol=1e-6, atol=1e-9):
+            raise CalibrationError(f"{manifest_path}: the raw camera's {name} disagrees with "
+                                   f"{calib_dir / 'calib_cam_to_cam.txt'}")
+    return camera
 
 
 # --------------------------------------------------------------------------- one drive's ground truth

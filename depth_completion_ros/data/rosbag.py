@@ -248,7 +248,7 @@ KITTI_DEPTH_GT_TOPIC = "/kitti/camera_color_left/depth_gt"
 KITTI_CLOUD_TOPIC = "/kitti/velo/pointcloud"
 TF_STATIC_TOPIC = "/tf_static"
 KITTI_BASE_FRAME = "base_link"
-KITTI_CAMERA_FRAME = "camera_color_left"  # the rectified camera 02's optical frame
+KITTI_CAMERA_FRAME = "camera_color_left"  # camera 02's optical frame (a raw-camera drive: the raw camera's)
 KITTI_LIDAR_FRAME = "velo_link"
 
 
@@ -271,6 +271,17 @@ def _timestamp(timestamps, frame_id: int, what: str) -> int:
     return int(timestamps[frame_id])
 
 
+def raw_camera_info(types, header, camera):
+    """sensor_msgs/CameraInfo of a raw camera (`raw_camera.RawCamera`): `raw_camera_info_fields` (distortion
+    model, d, raw k, r, p = [K_rect | 0]), no binning, no region of interest."""
+    from depth_completion_ros.raw_camera import raw_camera_info_fields
+
+    fields = dict(raw_camera_info_fields(camera), binning_x=0, binning_y=0)
+    fields["roi"] = messages.make_message(types["sensor_msgs/msg/RegionOfInterest"], x_offset=0, y_offset=0,
+                                          height=0, width=0, do_rectify=False)
+    return messages.make_message(types["sensor_msgs/msg/CameraInfo"], header=header, **fields)
+
+
 def write_kitti_drive_bag(
     drive,
     out_path: str | Path,
@@ -279,6 +290,7 @@ def write_kitti_drive_bag(
     distro: str = "humble",
     storage: str | None = None,
     progress: bool = False,
+    raw_camera: Any = "auto",
 ) -> dict[str, int]:
     """Write a KITTI raw drive (`data.kitti.KittiRawDrive`) as a rosbag2 in kitti2bag's layout.
 
@@ -289,11 +301,28 @@ def write_kitti_drive_bag(
     depth as a 32FC1 image in metres (NaN = no ground truth) with the camera image's header. Stamps come
     from the drive's timestamps files; each message is recorded at its header stamp. A failure removes the
     partly written bag. Returns {topic: message count}.
+
+    A synthetic raw-camera drive (`dcros synth --raw-camera`; `raw_camera` "auto" finds it with
+    `data.kitti.raw_camera_of_drive` from the drive's KITTI root, or give the `raw_camera.RawCamera`, or None
+    for the rectified layout) has its image_02 and ground truth in a raw camera's distorted grid: the
+    CameraInfo is then the raw camera's (distortion_model, d, raw k, rectification r, p = [K_rect | 0]) and
+    camera_color_left is the raw camera's frame, whose pose differs from the rectified camera's by R
+    (lidar_to_raw = [R^T 0; 0 1] @ lidar_to_rectified).
     """
     from tqdm import tqdm
 
     calibration = drive.calibration
     camera = calibration.camera
+    if isinstance(raw_camera, str):
+        if raw_camera != "auto":
+            raise ValueError(f"raw_camera must be 'auto', None or a RawCamera, got {raw_camera!r}")
+        raw_camera = getattr(drive, "raw_camera", None)
+    lidar_to_camera = calibration.lidar_to_camera
+    if raw_camera is not None:
+        if (raw_camera.width, raw_camera.height) != (camera.width, camera.height):
+            raise BagError(f"the raw camera of {drive.name} is {raw_camera.width}x{raw_camera.height} but the "
+                           f"calibration (S_rect_02) says {camera.width}x{camera.height}")
+        lidar_to_camera = invert_transform(raw_camera.raw_to_rectified) @ lidar_to_camera
     frame_ids = list(drive.frame_ids if frame_ids is None else frame_ids)
     if not frame_ids:
         raise BagError(f"no frames selected from drive {drive.name}")
@@ -322,7 +351,7 @@ def write_kitti_drive_bag(
         start_ns = min(min(pair) for pair in stamps.values())
         static = [
             messages.build_transform_stamped(types, messages.build_header(types, start_ns, parent), child, pose)
-            for parent, child, pose in kitti_static_transforms(calibration.lidar_to_camera)
+            for parent, child, pose in kitti_static_transforms(lidar_to_camera)
         ]
         bag.write(TF_STATIC_TOPIC, start_ns,
                   messages.make_message(types["tf2_msgs/msg/TFMessage"], transforms=static))
@@ -339,7 +368,9 @@ def write_kitti_drive_bag(
             bgr = np.ascontiguousarray(rgb[..., ::-1])
             bag.write(KITTI_IMAGE_TOPIC, image_ns,
                       messages.build_image(types["sensor_msgs/msg/Image"], camera_header, bgr, "bgr8"))
-            bag.write(KITTI_CAMERA_INFO_TOPIC, image_ns, messages.build_camera_info(types, camera_header, camera))
+            info = (messages.build_camera_info(types, camera_header, camera) if raw_camera is None
+                    else raw_camera_info(types, camera_header, raw_camera))
+            bag.write(KITTI_CAMERA_INFO_TOPIC, image_ns, info)
             if frame_id in ground_truth:
                 depth = read_depth_png(ground_truth[frame_id])
                 if depth.shape != (camera.height, camera.width):

@@ -2,7 +2,9 @@
 
 All rays of one sensor share one origin, so a primitive can be culled to the sub-grid of rays whose
 directions can reach its bounding prism (a pixel window for the camera, a beam x azimuth window for the
-LiDAR). The loop runs over primitives (hundreds); everything inside it is numpy over rays.
+LiDAR). The loop runs over primitives (hundreds); everything inside it is numpy over rays. A camera with
+arbitrary per-pixel rays (a lens-distorted raw camera, `TiledCameraRays`) culls by tiles of pixels whose
+rays' normalised coordinates are bounded once (`RayTiles`); its windows are as conservative as the pinhole's.
 
 Primitives (world frame: x along the street, y left, z up; the ground is the plane z = 0):
 - box: centre, half extents in its own frame, yaw about z (an oriented box standing upright);
@@ -253,21 +255,9 @@ class CameraRays(RayGrid):
         return local @ np.asarray(rotation, dtype=np.float64).T
 
     def windows(self, primitive: Primitive) -> list[tuple[slice, slice]]:
-        corners = primitive.prism_corners() @ self.world_to_camera[:3, :3].T + self.world_to_camera[:3, 3]
-        near = 1e-3
-        z = corners[:, 2]
-        if np.all(z <= near) or np.min(z) > self.max_t:
+        p = _visible_prism_points(primitive, self.world_to_camera, self.max_t)
+        if p is None:
             return []
-        # Clip the prism by the plane z = near: visible part's extreme points are the corners in front plus
-        # the points where the 12 edges cross the plane.
-        points = [corners[z > near]]
-        a, b = corners[_EDGES[:, 0]], corners[_EDGES[:, 1]]
-        crossing = (a[:, 2] > near) != (b[:, 2] > near)
-        if crossing.any():
-            a, b = a[crossing], b[crossing]
-            w = (near - a[:, 2]) / (b[:, 2] - a[:, 2])
-            points.append(a + w[:, None] * (b - a))
-        p = np.concatenate(points)
         u = self.K[0, 0] * p[:, 0] / p[:, 2] + self.K[0, 2]
         v = self.K[1, 1] * p[:, 1] / p[:, 2] + self.K[1, 2]
         c0, c1 = max(int(np.floor(u.min())) - 1, 0), min(int(np.ceil(u.max())) + 2, self.width)
@@ -279,6 +269,117 @@ class CameraRays(RayGrid):
 
 # Corner index = 4 * ix + 2 * iy + iz (see Primitive.prism_corners); edges join corners differing in one bit.
 _EDGES = np.array([(i, i | bit) for i in range(8) for bit in (1, 2, 4) if not i & bit])
+_NEAR = 1e-3  # m: a camera's view of a primitive is clipped at z = _NEAR (hits closer than that are dropped)
+
+
+def _visible_prism_points(primitive: Primitive, world_to_camera: np.ndarray, max_depth: float) -> np.ndarray | None:
+    """(N, 3) camera-frame points whose convex hull is the part of `primitive`'s bounding prism in front of
+    the plane z = _NEAR (the corners in front and the points where the 12 edges cross the plane); None where
+    no part of the prism lies in front of it or the whole prism lies beyond `max_depth`.
+
+    The prism clipped by a plane is a convex polytope whose vertices are these points, and x/z, y/z (the
+    normalised image coordinates) map a convex set in front of the camera onto a convex set: the box of the
+    points' normalised coordinates bounds the normalised coordinates of every ray that can hit the primitive.
+    """
+    corners = primitive.prism_corners() @ world_to_camera[:3, :3].T + world_to_camera[:3, 3]
+    near = _NEAR
+    z = corners[:, 2]
+    if np.all(z <= near) or np.min(z) > max_depth:
+        return None
+    points = [corners[z > near]]
+    a, b = corners[_EDGES[:, 0]], corners[_EDGES[:, 1]]
+    crossing = (a[:, 2] > near) != (b[:, 2] > near)
+    if crossing.any():
+        a, b = a[crossing], b[crossing]
+        w = (near - a[:, 2]) / (b[:, 2] - a[:, 2])
+        points.append(a + w[:, None] * (b - a))
+    return np.concatenate(points)
+
+
+class RayTiles:
+    """Per tile of `tile` x `tile` pixels of a camera with arbitrary rays (a lens-distorted raw camera), the
+    box of the normalised coordinates (x/z, y/z in the camera frame) of the rays of the tile's pixels and of
+    their 8 neighbours: the one-pixel margin absorbs the rounding of the culling arithmetic, as the pinhole
+    windows' extra pixel does. They depend on the camera's rays only, not on its pose: compute them once.
+
+    A ray that hits a primitive has its normalised coordinates inside the box of the primitive's visible
+    prism (`_visible_prism_points`), and inside its own tile's box, so these two boxes intersect: taking as
+    window every tile whose box meets the primitive's box (the rectangle of tiles that covers them) drops no
+    hit. The rays must have z > 0 (a camera seeing less than a half space).
+    """
+
+    def __init__(self, local_rays: np.ndarray, tile: int = 16):
+        local_rays = np.asarray(local_rays, dtype=np.float64)
+        if local_rays.ndim != 3 or local_rays.shape[2] != 3:
+            raise ValueError(f"rays must be (H, W, 3), got shape {local_rays.shape}")
+        if not np.isfinite(local_rays).all() or not (local_rays[..., 2] > 0).all():
+            raise ValueError("camera rays must be finite and point forward (z > 0)")
+        if int(tile) != tile or tile < 1:
+            raise ValueError(f"tile must be a positive integer, got {tile!r}")
+        self.tile = int(tile)
+        self.height, self.width = local_rays.shape[:2]
+        boxes = []
+        for axis in (0, 1):
+            coordinate = local_rays[..., axis] / local_rays[..., 2]
+            padded = np.pad(coordinate, 1, mode="edge")
+            low, high = coordinate.copy(), coordinate.copy()
+            for dr in (0, 1, 2):  # the 3x3 neighbourhood of every pixel
+                for dc in (0, 1, 2):
+                    shifted = padded[dr:dr + self.height, dc:dc + self.width]
+                    np.minimum(low, shifted, out=low)
+                    np.maximum(high, shifted, out=high)
+            boxes.append((self._reduce(low, np.min), self._reduce(high, np.max)))
+        (self.x_min, self.x_max), (self.y_min, self.y_max) = boxes
+
+    def _reduce(self, values: np.ndarray, how) -> np.ndarray:
+        """(tile rows, tile columns) reduction of (H, W) values over each tile (the last ones may be smaller)."""
+        rows = -(-self.height // self.tile)
+        cols = -(-self.width // self.tile)
+        padded = np.pad(values, ((0, rows * self.tile - self.height), (0, cols * self.tile - self.width)), mode="edge")
+        return how(padded.reshape(rows, self.tile, cols, self.tile), axis=(1, 3))
+
+    def window(self, x0: float, x1: float, y0: float, y1: float) -> list[tuple[slice, slice]]:
+        """The rectangle of pixels covering every tile whose box meets [x0, x1] x [y0, y1] (normalised)."""
+        meets = (self.x_max >= x0) & (self.x_min <= x1) & (self.y_max >= y0) & (self.y_min <= y1)
+        rows, cols = np.flatnonzero(meets.any(axis=1)), np.flatnonzero(meets.any(axis=0))
+        if rows.size == 0:
+            return []
+        t = self.tile
+        return [(slice(int(rows[0]) * t, min((int(rows[-1]) + 1) * t, self.height)),
+                 slice(int(cols[0]) * t, min((int(cols[-1]) + 1) * t, self.width)))]
+
+
+class TiledCameraRays(RayGrid):
+    """One ray per pixel of a camera with arbitrary per-pixel rays (e.g. a raw camera's, through its lens
+    distortion): `local_rays` (H, W, 3) in the camera frame with z = 1, so t is the depth along the camera's
+    optical axis. Primitives are culled to the rectangle of the `tiles` (RayTiles of the same rays) that
+    their visible prism can reach: conservative, so the hits are those of a cast over the whole image."""
+
+    def __init__(self, local_rays: np.ndarray, camera_to_world: np.ndarray, max_depth: float,
+                 tiles: RayTiles | None = None, dirs: np.ndarray | None = None):
+        """`tiles`, `dirs` (the world directions, local_rays @ R^T): when the caller already has them."""
+        local_rays = np.asarray(local_rays, dtype=np.float64)
+        self.height, self.width = local_rays.shape[:2]
+        self.camera_to_world = np.asarray(camera_to_world, dtype=np.float64)
+        self.world_to_camera = np.linalg.inv(self.camera_to_world)
+        self.max_t = float(max_depth)
+        self.tiles = RayTiles(local_rays) if tiles is None else tiles
+        if (self.tiles.height, self.tiles.width) != (self.height, self.width):
+            raise ValueError(f"tiles are of a {self.tiles.width}x{self.tiles.height} camera, the rays of a "
+                             f"{self.width}x{self.height} one")
+        if dirs is None:
+            dirs = local_rays @ self.camera_to_world[:3, :3].T
+        elif dirs.shape != local_rays.shape:
+            raise ValueError(f"dirs must be {local_rays.shape} for this camera, got {dirs.shape}")
+        self.dirs = dirs
+        self.origin = self.camera_to_world[:3, 3].copy()
+
+    def windows(self, primitive: Primitive) -> list[tuple[slice, slice]]:
+        p = _visible_prism_points(primitive, self.world_to_camera, self.max_t)
+        if p is None:
+            return []
+        x, y = p[:, 0] / p[:, 2], p[:, 1] / p[:, 2]
+        return self.tiles.window(x.min(), x.max(), y.min(), y.max())
 
 
 class LidarRays(RayGrid):

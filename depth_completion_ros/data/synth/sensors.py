@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 
 from depth_completion_ros import geometry
-from depth_completion_ros.data.synth import materials
-from depth_completion_ros.data.synth.raycast import NO_HIT, CameraRays, LidarRays, cast
+from depth_completion_ros.data.synth import materials, rawcam
+from depth_completion_ros.data.synth.raycast import NO_HIT, CameraRays, LidarRays, TiledCameraRays, cast
 from depth_completion_ros.data.synth.oxts import roty
 from depth_completion_ros.data.synth.scene import DEFAULT_MOUNT_HEIGHT, Scene
 
@@ -207,24 +207,29 @@ def scan_velodyne(scene: Scene, time: float, model: VelodyneModel, rng: np.rando
 
 # ------------------------------------------------------------------------------------------ camera
 def camera_pose(scene: Scene, time: float, lidar_to_camera: np.ndarray) -> np.ndarray:
-    """4x4 rectified camera -> world at `time`."""
+    """4x4 camera -> world at `time` (the rectified camera; the raw one given its `rawcam.lidar_to_raw`)."""
     return lidar_pose(scene, time) @ geometry.invert_transform(lidar_to_camera)
 
 
 _LAST_VIEW: list = [None]  # (key, ray directions, sky colours) of the last camera view (see _view)
 
 
-def _view(camera: geometry.PinholeCamera, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Ray directions (H, W, 3) and sky colours (H, W, 3) of a camera with this K, size and orientation.
+def _view(camera, rotation: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Ray directions (H, W, 3) and sky colours (H, W, 3) of a camera with this K, size and orientation (a
+    PinholeCamera; or a RawCamera, through its raw pixels: `rawcam.camera_rays`).
 
     The rectified cameras share K and orientation, so the four cameras of one instant reuse the last view
     (read-only arrays) instead of recomputing it. The entry is one tuple, read and replaced whole, so
     concurrent renders never mix two views.
     """
-    key = (camera, np.asarray(rotation, dtype=np.float64).tobytes())
+    pinhole = isinstance(camera, geometry.PinholeCamera)
+    key = (camera if pinhole else camera.key(), np.asarray(rotation, dtype=np.float64).tobytes())
     entry = _LAST_VIEW[0]
     if entry is None or entry[0] != key:
-        dirs = CameraRays.directions(camera.width, camera.height, camera.K, rotation)
+        if pinhole:
+            dirs = CameraRays.directions(camera.width, camera.height, camera.K, rotation)
+        else:
+            dirs = rawcam.camera_rays(camera)[0] @ np.asarray(rotation, dtype=np.float64).T
         # Sky: brighter and paler towards the horizon.
         elevation = np.clip(dirs[..., 2] / np.linalg.norm(dirs, axis=-1), 0.0, 1.0)[..., None]
         sky = np.array([0.75, 0.85, 0.95]) * (1 - elevation) + np.array([0.30, 0.50, 0.85]) * elevation
@@ -235,7 +240,7 @@ def _view(camera: geometry.PinholeCamera, rotation: np.ndarray) -> tuple[np.ndar
     return entry[1], entry[2]
 
 
-def render_camera(scene: Scene, time: float, camera: geometry.PinholeCamera, lidar_to_camera: np.ndarray,
+def render_camera(scene: Scene, time: float, camera, lidar_to_camera: np.ndarray,
                   rng: np.random.Generator, texture_seed: int, max_depth: float = 1000.0, grey: bool = False):
     """Render the rectified colour image and its exact depth.
 
@@ -243,10 +248,18 @@ def render_camera(scene: Scene, time: float, camera: geometry.PinholeCamera, lid
     `grey`, the image is the (H, W) uint8 of a monochrome camera (the luminance of the same light).
     Shading: Lambertian sun + ambient sky light, distance haze, the scene's exposure, gamma 2.2, sensor noise
     (the scene's ambient, exposure and image_noise).
+
+    `camera` is a rectified geometry.PinholeCamera, or a raw_camera.RawCamera: then the image and the depth
+    are those of the raw camera's pixels, one exact ray cast through each (depth along the raw camera's axis),
+    and `lidar_to_camera` maps into the raw camera's frame (`rawcam.lidar_to_raw`).
     """
     pose = camera_pose(scene, time, lidar_to_camera)
     dirs, sky = _view(camera, pose[:3, :3])
-    grid = CameraRays(camera.width, camera.height, camera.K, pose, max_depth, dirs=dirs)
+    if isinstance(camera, geometry.PinholeCamera):
+        grid = CameraRays(camera.width, camera.height, camera.K, pose, max_depth, dirs=dirs)
+    else:
+        local_rays, tiles, _ = rawcam.camera_rays(camera)
+        grid = TiledCameraRays(local_rays, pose, max_depth, tiles=tiles, dirs=dirs)
     primitives = scene.primitives_at(time)
     hits = cast(grid, primitives)
     hit = hits.ids != NO_HIT

@@ -16,6 +16,10 @@ baselines), and the OXTS packets follow the IMU through calib_imu_to_velo (see `
 share the trigger time of image_02's timestamps; the OXTS packets (100 Hz, synced) lie on the frame
 instants that the world is frozen at.
 
+A raw-camera drive (`raw_camera=`, see `rawcam`) has image_02 and its depth PNGs in a lens-distorted raw
+camera's grid (rendered exactly through it), that camera in calib_cam_to_cam.txt (S_02, K_02, D_02, R_02, T_02,
+R_rect_02) and in synth_manifest.json ("raw_camera"), and no data_depth_selection crops.
+
 Unlike KITTI (whose depth folders skip the first and last 5 frames of a drive, which lack neighbours for
 the accumulated ground truth), every raw frame gets depth files: the synthetic world can be scanned before
 the first and after the last frame.
@@ -33,7 +37,7 @@ import numpy as np
 
 from depth_completion_ros import geometry
 from depth_completion_ros.data import image_io
-from depth_completion_ros.data.synth import oxts, sensors
+from depth_completion_ros.data.synth import oxts, rawcam, sensors
 from depth_completion_ros.data.synth.scene import FRAME_PERIOD, Scene, build_scene
 
 # 1.1: image_00, image_01, image_03 and oxts in the raw drives; 1.2: variety (per-drive rig and light)
@@ -71,13 +75,13 @@ class _NeighbourScans:
     """Noise-free world points of the forward sector of sweeps, by frame index, kept for reuse by the
     neighbouring frames' ground truth."""
 
-    def __init__(self, scene: Scene, model: sensors.VelodyneModel, keep: int):
-        self.scene, self.model, self.keep = scene, model, keep
+    def __init__(self, scene: Scene, model: sensors.VelodyneModel, keep: int, sector_deg: float = GT_SECTOR_DEG):
+        self.scene, self.model, self.keep, self.sector_deg = scene, model, keep, sector_deg
         self.cache: OrderedDict[int, np.ndarray] = OrderedDict()
 
     def __call__(self, frame: int) -> np.ndarray:
         if frame not in self.cache:
-            grid, hits = sensors.scan_exact(self.scene, frame * FRAME_PERIOD, self.model, sector_deg=GT_SECTOR_DEG)
+            grid, hits = sensors.scan_exact(self.scene, frame * FRAME_PERIOD, self.model, sector_deg=self.sector_deg)
             self.cache[frame] = sensors.exact_world_points(grid, hits)
             while len(self.cache) > self.keep:
                 self.cache.popitem(last=False)
@@ -88,7 +92,8 @@ def ground_truth(camera_depth: np.ndarray, camera: geometry.PinholeCamera, world
                  accumulated_world_points: np.ndarray) -> np.ndarray:
     """Semi-dense ground truth in KITTI's spirit: the camera's exact depth at the pixels where accumulated,
     ego-motion compensated LiDAR sweeps land, kept only where the nearest accumulated point agrees with
-    the camera (removes points seen through foreground edges and the smear of moving objects)."""
+    the camera (removes points seen through foreground edges and the smear of moving objects). `camera` may
+    be any model `geometry.project` takes (a raw camera's `rawcam.RawProjection`)."""
     accumulated = geometry.project(accumulated_world_points, camera, world_to_camera)
     tolerance = 0.05 + 0.03 * camera_depth
     agree = (accumulated > 0) & (camera_depth > 0) & (np.abs(accumulated - camera_depth) <= tolerance)
@@ -132,7 +137,7 @@ def _round(value: float) -> float:
 def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, seed: int = 0,
                      val_drives: int | None = None, progress: bool | Callable = True,
                      lidar: sensors.VelodyneModel | None = None, gt_neighbours: int = GT_NEIGHBOURS,
-                     variety: bool = False) -> dict:
+                     variety: bool = False, raw_camera=None) -> dict:
     """Generate `drives` drives of `frames` frames (10 Hz) of the synthetic street world under `out_dir`:
     complete KITTI raw drives (four cameras, Velodyne, OXTS) and the depth-completion folders of image_02.
 
@@ -148,6 +153,17 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
     stay KITTI's), sun elevation, ambient light, exposure and image noise; the manifest records each
     drive's under "rig". The ground truth is still accumulated from `lidar` (the 64-beam model by default)
     on the drive's rig, so its density does not follow the input's beams.
+
+    `raw_camera` makes raw-camera drives (see `rawcam`): "MODEL[:c1,c2,...]" (e.g. "plumb_bob:-0.3,0.1,0,0,0";
+    without coefficients the model's `rawcam.DEFAULT_DISTORTION`), a dict(model=, D=, R=) or a
+    `rawcam.RawCameraSpec` (R: the rectification rotation, rectified <- raw; default the identity). Camera 02's
+    images (image_02/data) are then rendered exactly through that raw camera, whose rectified camera is the
+    usual P_rect_02, and its velodyne_raw and groundtruth PNGs are in the raw grid (the LiDAR projected through
+    the distortion, depth along the raw camera's axis). calib_cam_to_cam.txt describes the raw camera as
+    KITTI's unrectified camera 02 (S_02, K_02, D_02, R_02, T_02, R_rect_02), the manifest records it under
+    "raw_camera" (`data.kitti.raw_camera_of_drive` reads it back), and data_depth_selection gets no crop of
+    such drives (a crop of a distorted image has no pinhole intrinsics). Cameras 00, 01 and 03 stay
+    rectified. Without it, nothing changes.
     """
     if int(drives) != drives or drives < 1:
         raise ValueError(f"drives must be a positive integer, got {drives!r}")
@@ -161,12 +177,27 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
         raise ValueError(f"val_drives must be an integer in 0..{drives} (the number of drives), got {val_drives!r}")
     if int(gt_neighbours) != gt_neighbours or gt_neighbours < 0:
         raise ValueError(f"gt_neighbours must be a non-negative integer, got {gt_neighbours!r}")
+    raw_spec = rawcam.as_spec(raw_camera)
     lidar = sensors.VelodyneModel() if lidar is None else lidar
     out_dir = Path(out_dir)
     date_dir = out_dir / "kitti_raw" / DATE
     calibration = sensors.write_calibration(date_dir)
     camera, lidar_to_camera = calibration.camera, calibration.lidar_to_camera
     calibrations = sensors.camera_calibrations(date_dir)
+    # What camera 02's files show: the rectified camera, or a raw camera (read back from the calibration file,
+    # so that the rendering uses exactly what the files say).
+    image_camera, projection_camera, lidar_to_image = camera, camera, lidar_to_camera
+    gt_sector_deg = GT_SECTOR_DEG
+    if raw_spec is not None:
+        from depth_completion_ros.data.kitti import load_raw_camera
+
+        chosen = rawcam.make_raw_camera(camera, raw_spec)
+        rawcam.write_calibration_lines(date_dir, chosen, raw_spec, calibration.R_rect_00, calibration.P_rect)
+        image_camera = load_raw_camera(date_dir, "02", model=raw_spec.model)
+        rawcam.check(image_camera)
+        projection_camera = rawcam.RawProjection(image_camera)
+        lidar_to_image = rawcam.lidar_to_raw(image_camera, lidar_to_camera)
+        gt_sector_deg = max(GT_SECTOR_DEG, rawcam.horizontal_half_fov_deg(image_camera) + 15.0)
     crop_top, crop_left = geometry.bottom_crop_offsets(camera.height, camera.width, CROP_HEIGHT, CROP_WIDTH)
     crop_camera = camera.bottom_crop(CROP_HEIGHT, CROP_WIDTH)
 
@@ -183,7 +214,7 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
         drive_lidar = lidar if scene.lidar_beams is None else dataclasses.replace(lidar, beams=scene.lidar_beams)
         texture_seed = int(np.random.default_rng([seed, drive_index, 7]).integers(2 ** 31))
         geo = oxts.draw_reference(np.random.default_rng([seed, drive_index, 8]))
-        neighbour_scans = _NeighbourScans(scene, lidar, keep=2 * gt_neighbours + 2)
+        neighbour_scans = _NeighbourScans(scene, lidar, keep=2 * gt_neighbours + 2, sector_deg=gt_sector_deg)
         drive_dir = date_dir / name
         sparse_dir = out_dir / "data_depth_velodyne" / split / name / "proj_depth" / "velodyne_raw" / "image_02"
         gt_dir = out_dir / "data_depth_annotated" / split / name / "proj_depth" / "groundtruth" / "image_02"
@@ -194,8 +225,11 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
             time = frame * FRAME_PERIOD
             for code in sensors.RAW_CAMERAS:
                 calib = calibrations[code]
+                shown_camera, shown_pose = calib.camera, calib.lidar_to_camera
+                if code == "02":
+                    shown_camera, shown_pose = image_camera, lidar_to_image
                 image, depth = sensors.render_camera(
-                    scene, time, calib.camera, calib.lidar_to_camera,
+                    scene, time, shown_camera, shown_pose,
                     _frame_rng(seed, drive_index, frame, _CAMERA_PURPOSE[code]), texture_seed,
                     grey=code in sensors.GREY_CAMERAS)
                 path = drive_dir / f"image_{code}" / "data" / f"{frame:010d}.png"
@@ -206,17 +240,17 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
                     _write_camera_png(path, image)
             velo = sensors.scan_velodyne(scene, time, drive_lidar, _frame_rng(seed, drive_index, frame, 2),
                                          texture_seed)
-            sparse = geometry.project(velo, camera, lidar_to_camera)
-            world_to_camera = geometry.invert_transform(sensors.camera_pose(scene, time, lidar_to_camera))
+            sparse = geometry.project(velo, projection_camera, lidar_to_image)
+            world_to_camera = geometry.invert_transform(sensors.camera_pose(scene, time, lidar_to_image))
             neighbours = [neighbour_scans(j) for j in range(frame - gt_neighbours, frame + gt_neighbours + 1)]
-            gt = ground_truth(camera_depth, camera, world_to_camera, np.concatenate(neighbours))
+            gt = ground_truth(camera_depth, projection_camera, world_to_camera, np.concatenate(neighbours))
 
             velo_path = drive_dir / "velodyne_points" / "data" / f"{frame:010d}.bin"
             velo_path.parent.mkdir(parents=True, exist_ok=True)
             velo.astype("<f4").tofile(velo_path)
             image_io.write_depth_png(sparse_dir / f"{frame:010d}.png", sparse)
             image_io.write_depth_png(gt_dir / f"{frame:010d}.png", gt)
-            if split == "val":
+            if split == "val" and raw_spec is None:
                 paths = _selection_paths(out_dir, name, frame)
                 rows, cols = slice(crop_top, crop_top + CROP_HEIGHT), slice(crop_left, crop_left + CROP_WIDTH)
                 image_io.write_rgb_png(paths["image"], np.ascontiguousarray(rgb[rows, cols]))
@@ -293,6 +327,8 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
         "lower_image_fraction": LOWER_FRACTION,
         "selection_crop": {"width": CROP_WIDTH, "height": CROP_HEIGHT},
     }
+    if raw_spec is not None:
+        manifest["raw_camera"] = rawcam.manifest_record(image_camera, raw_spec, calibration.camera)
     (out_dir / "synth_manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
