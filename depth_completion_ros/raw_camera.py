@@ -228,6 +228,16 @@ def raw_pixels_in_rectified(camera: RawCamera) -> tuple[np.ndarray, np.ndarray]:
     return coordinates
 
 
+def seen_by_rectified(camera: RawCamera) -> np.ndarray:
+    """(H, W) bool of the raw pixels that the rectified camera sees (landing inside its image). A raw camera
+    usually sees more than its rectified one (calibration tools choose P so that the rectified image has no
+    empty border): a rectified product, this node's depth or image_proc's image, says nothing of the rest."""
+    u_r, v_r = raw_pixels_in_rectified(camera)
+    col, row = np.floor(u_r + 0.5), np.floor(v_r + 0.5)
+    rectified = camera.rectified
+    return (col >= 0) & (col < rectified.width) & (row >= 0) & (row < rectified.height)
+
+
 def depth_in_raw_grid(rectified_depth: np.ndarray, camera: RawCamera, fill: float = 0.0) -> np.ndarray:
     """A depth image of the rectified camera (metres along its optical axis) seen from the raw image's pixels:
     each raw pixel takes the rectified depth at the nearest rectified pixel to where it lands (nearest, so that a
@@ -237,7 +247,7 @@ def depth_in_raw_grid(rectified_depth: np.ndarray, camera: RawCamera, fill: floa
     u_r, v_r = raw_pixels_in_rectified(camera)
     col, row = np.floor(u_r + 0.5).astype(np.int64), np.floor(v_r + 0.5).astype(np.int64)
     rectified = camera.rectified
-    inside = (col >= 0) & (col < rectified.width) & (row >= 0) & (row < rectified.height)
+    inside = seen_by_rectified(camera)
     depth = np.full((camera.height, camera.width), fill, dtype=np.float32)
     values = rectified_depth[row[inside], col[inside]].astype(np.float64)
     if camera.rotated:

@@ -390,3 +390,53 @@ def test_kitti2bag_writes_the_raw_camera_info(raw_drives, model, tmp_path, capsy
     write_kitti_drive_bag(KittiRawDrive(root / "kitti_raw", DRIVE), tmp_path / "plain", raw_camera=None)
     plain = next(msg.msg for msg in read_bag(tmp_path / "plain", ["/kitti/camera_color_left/camera_info"]))
     assert not np.any(plain.d) and np.array_equal(plain.k, camera.rectified.K.reshape(-1))
+
+
+# ----------------------------------------------------------------------------- the pipeline on raw cameras
+@pytest.fixture(scope="module")
+def rectified_twin(tmp_path_factory) -> Path:
+    """The raw drives' scene and LiDAR with the ordinary rectified camera 02: the reference."""
+    root = tmp_path_factory.mktemp("rectified_twin")
+    generate_dataset(root, drives=1, frames=1, seed=SEED, progress=False, lidar=LIDAR, gt_neighbours=GT_NEIGHBOURS)
+    return root
+
+
+@pytest.fixture(scope="module")
+def default_engine():
+    from depth_completion_ros.model_zoo import resolve_engine
+
+    return resolve_engine("default", device="cpu")
+
+
+def _bag_rmse(root: Path, engine, rectify: str, out: Path) -> dict:
+    from depth_completion_ros.data.rosbag import write_kitti_drive_bag
+    from depth_completion_ros.evaluation.bag_eval import evaluate_bag
+    from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions
+
+    out.mkdir(parents=True)
+    write_kitti_drive_bag(KittiRawDrive(root / "kitti_raw", DRIVE), out / "bag", depth_root=root)
+    return evaluate_bag(out / "bag", FrameProcessor(engine, options=PipelineOptions(rectify=rectify)), out / "report",
+                        panels=0, progress=False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model", MODELS)
+def test_the_shipped_model_on_a_raw_camera_bag_scores_like_on_the_rectified_one(
+        raw_drives, rectified_twin, default_engine, model, tmp_path):
+    """The same frame through the raw camera (rectified by the pipeline, scored in the raw grid where the rectified
+    camera sees) and through the rectified camera: RMSE within 15 %; with the distortion ignored, far worse."""
+    reference = _bag_rmse(rectified_twin, default_engine, "auto", tmp_path / "rectified")
+    rectified = _bag_rmse(raw_drives[model], default_engine, "auto", tmp_path / "raw")
+    assert rectified["rectified_frames"] == rectified["frames_scored"] == 1
+    assert rectified["rmse_mm"] <= 1.15 * reference["rmse_mm"], (rectified["rmse_mm"], reference["rmse_mm"])
+    if model == "plumb_bob":  # KITTI-like barrel distortion: ignoring it costs much more than 15 %
+        ignored = _bag_rmse(raw_drives[model], default_engine, "false", tmp_path / "ignored")
+        assert ignored["unrectified_raw_camera_frames"] == 1
+        assert ignored["rmse_mm"] > 1.3 * reference["rmse_mm"], (ignored["rmse_mm"], reference["rmse_mm"])
+
+
+def test_training_and_eval_kitti_refuse_a_raw_camera_drive(raw_drives):
+    from depth_completion_ros.data.kitti import KittiDepthCompletion
+
+    with pytest.raises(ValueError, match="raw .*camera 02.*dcros eval-bag"):
+        KittiDepthCompletion(raw_drives["rational_polynomial"], split=_split(raw_drives["rational_polynomial"]))

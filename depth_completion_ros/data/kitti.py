@@ -468,6 +468,12 @@ class KittiDepthCompletion(Dataset):
         if not self.frames:
             raise FileNotFoundError(f"no KITTI depth-completion frames for split {split!r} and cameras "
                                     f"{', '.join(self.cameras)} under {self.root}")
+        drives = {frame.drive for frame in self.frames if frame.camera == "image_02"}
+        raw = sorted(drive for drive in drives if raw_camera_of_drive(self.root, drive) is not None)
+        if raw:  # their image_02 and depth PNGs are in a distorted grid that a pinhole K does not describe
+            raise ValueError(f"{self.root}: drive(s) {', '.join(raw)} were written with a raw (lens-distorted) camera "
+                             "02 (dcros synth --raw-camera), which training and eval-kitti cannot use; convert them "
+                             "with dcros kitti2bag and score them with dcros eval-bag, which rectifies them")
         self._cameras: dict[tuple[str, str], PinholeCamera] = {}
 
     def __len__(self) -> int:

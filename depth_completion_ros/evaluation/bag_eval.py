@@ -51,7 +51,7 @@ from ..data.rosbag import BagError, BagMessage, bag_topics, open_bag_writer, rea
 from ..data.sync import ApproximateTimePairing
 from ..geometry import TransformTree
 from ..pipeline import FrameProcessor
-from ..raw_camera import RawCamera, depth_in_raw_grid
+from ..raw_camera import RawCamera, depth_in_raw_grid, seen_by_rectified
 from .html_report import describe_engine
 from .scoring import FrameScorer, panel_indices
 
@@ -366,6 +366,8 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
         key = nearest_stamp(ground_truth, stamp_ns, slop_ns)
         return None if key is None else ground_truth[key]
 
+    outside_view = [0]  # ground-truth pixels of a raw camera that its rectified camera does not see
+
     def score_ready(now_ns: int | None) -> None:
         """Score frames whose ground truth arrived, or that can no longer get one (bag time moved on)."""
         while waiting:
@@ -374,7 +376,10 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
             if gt_msg is None and now_ns is not None and topics.ground_truth and now_ns <= stamp_ns + slop_ns:
                 return
             gt = messages.depth_from_image(gt_msg) if gt_msg is not None else None
-            scorer.add(result, rgb, gt, name=f"{stamp_ns}")
+            if gt is not None and result.raw_camera is not None:
+                gt, outside = ground_truth_seen_by_rectified(gt, result.raw_camera)
+                outside_view[0] += outside
+            scorer.add(result.in_raw_grid(), rgb, gt, name=f"{stamp_ns}")
             waiting.pop(0)
             for stale in [s for s in ground_truth if s <= stamp_ns]:
                 del ground_truth[stale]
@@ -440,7 +445,6 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
                                    "rectified: %s", topics.camera_info, result.unrectified)
                 unrectified_frames += 1
                 unrectified_reason = result.unrectified
-            result = result.in_raw_grid()
             if kitti is not None:
                 kitti.score(scorer, result, rgb, image_ordinals.get(result.stamp_ns))
             else:
@@ -456,6 +460,7 @@ def evaluate_bag(bag_path: str | Path, processor: FrameProcessor, out_dir: str |
                           "kitti_gt": kitti.summary() if kitti is not None else None,
                           "camera_info_translation_ignored": tx_ignored,
                           "rectified_frames": rectified_frames, "unrectified_raw_camera_frames": unrectified_frames,
+                          "ground_truth_pixels_outside_rectified_view": outside_view[0],
                           "unrectified_reason": unrectified_reason, "rectify": processor.options.rectify})
 
 
@@ -493,6 +498,15 @@ def recorded_depth_topic(bag_path: str | Path, available: dict, topic: str = REC
     raise BagError(f"recorded bag {bag_path} has no topic {topic} and "
                    f"{'no' if not images else 'more than one'} other {IMAGE_TYPE} topic to score instead "
                    f"(Image topics: {found}); name one with --recorded-topic")
+
+
+def ground_truth_seen_by_rectified(gt: np.ndarray, camera: RawCamera) -> tuple[np.ndarray, int]:
+    """Raw-grid ground truth restricted to the pixels the rectified camera sees (the others cannot have a
+    rectified prediction: scored, they would only measure the calibration's choice of P), and how many valid
+    ground-truth pixels that left out."""
+    seen = seen_by_rectified(camera)
+    outside = int(np.count_nonzero((gt > 0) & ~seen))
+    return np.where(seen, gt, np.float32(0)), outside
 
 
 def _first_message(bag_path: Path, topic: str):
@@ -574,6 +588,7 @@ def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir:
     recorded_topic = recorded_depth_topic(recorded_bag, recorded_available, recorded_topic)
     raw_camera = recorded_raw_camera(source_bag, available, shown, topics.camera_info, recorded_bag,
                                      recorded_available, recorded_topic)
+    outside_view = 0
     slop_ns = int(round(slop_s * 1e9))
 
     # Pass 1: stamps and sizes; pair every recorded frame.
@@ -650,9 +665,12 @@ def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir:
             image_msg = take("image", frame.image) if frame.image is not None else None
             try:
                 depth = messages.depth_from_image(record.msg)
+                gt = messages.depth_from_image(gt_msg) if gt_msg is not None else None
                 if raw_camera is not None:  # rectified by the node: seen from the ground truth's raw pixels
                     depth = depth_in_raw_grid(depth, raw_camera, fill=np.nan)
-                gt = messages.depth_from_image(gt_msg) if gt_msg is not None else None
+                    if gt is not None:
+                        gt, outside = ground_truth_seen_by_rectified(gt, raw_camera)
+                        outside_view += outside
             except ValueError as error:
                 scorer.drop(type(error).__name__, error)
                 LOGGER.warning("recorded frame at %d ns dropped: %s", frame.stamp_ns, error)
@@ -671,4 +689,5 @@ def evaluate_recorded(source_bag: str | Path, recorded_bag: str | Path, out_dir:
                           "topics": {"ground_truth": topics.ground_truth, "image": shown},
                           "slop_s": slop_s, "frames_recorded": len(plan), "frames_ground_truth": len(gt_sizes),
                           "scored_in_raw_grid": raw_camera is not None,
+                          "ground_truth_pixels_outside_rectified_view": outside_view,
                           "frames_missing_prediction": len(gt_sizes) - len(paired)})
