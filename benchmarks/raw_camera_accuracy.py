@@ -95,7 +95,7 @@ def main() -> int:
     command = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     if args.markdown:
         Path(args.markdown).write_text(
-            f"# Raw cameras: depth from a lens-distorted bag\n\n`{command}`\n\n{__doc__.split(chr(10), 5)[5]}\n"
+            f"# Raw cameras: depth from a lens-distorted bag\n\n`{command}`\n\n{__doc__.split(chr(10) * 2, 2)[2]}\n"
             f"Frames: {args.frames} of one drive, seed {args.seed}; 2 CPU cores.\n\n{table}\n")
     write_json(args.json, {"frames": args.frames, "seed": args.seed, "rows": rows, "checks": checks,
                            "command": command, "machine": describe_machine()})
