@@ -89,9 +89,12 @@ class Client:
         self.diagnostics = self.peer.record(DiagnosticArray, "/diagnostics", RELIABLE)
         self.next_stamp_ns = time.time_ns()
 
-    def send(self, **frame_options):
+    def send(self, info_fields: dict | None = None, **frame_options):
+        """Publish a wall frame (`info_fields`: CameraInfo fields to replace, e.g. a raw camera's)."""
         self.next_stamp_ns += 100_000_000
         frame = wall_frame(TYPES, self.next_stamp_ns, **frame_options)
+        for name, value in (info_fields or {}).items():
+            setattr(frame.camera_info, name, value)
         for name, message in (("camera_info", frame.camera_info), ("points", frame.cloud), ("image", frame.image)):
             self.sensors[name].publish(message)
         return frame
@@ -332,3 +335,27 @@ def test_sigint_twice_while_a_frame_is_in_inference_exits_cleanly(ros_context, t
     node.stop()
     assert code == 0, output
     assert "Traceback" not in output and "KeyboardInterrupt" not in output
+
+
+def test_a_raw_camera_left_unrectified_is_said_once_and_counted(ros_context, tmp_path):
+    """rectify false with lens distortion in CameraInfo: one warning at the first such frame, every frame counted."""
+    from depth_completion_ros.raw_camera import RawCamera, raw_camera_info_fields
+
+    client = Client("depth_completion_test_raw_camera")
+    fields = raw_camera_info_fields(RawCamera.create(WALL.camera, "plumb_bob", [-0.3, 0.1, 0.0, 0.0, 0.0]))
+    raw = {name: fields[name] for name in ("distortion_model", "d", "k", "r", "p")}
+    node = start_node(tmp_path / "node.log", model="baseline:nearest", warmup=False, rectify="false",
+                      lidar_to_camera=[float(v) for v in WALL.lidar_to_camera.reshape(-1)])
+    try:
+        wait_ready(node)
+        assert client.first_answer(info_fields=raw) is not None, node.output()
+        for _ in range(3):
+            frame = client.send(info_fields=raw)
+            assert client.answer(stamp_of(frame.image)) is not None
+        assert wait_until(lambda: int(values_of(statuses(client, ": depth completion")[-1]).get(
+            "frames not rectified", 0)) >= 4 if statuses(client, ": depth completion") else False, 10.0)
+        assert node.output().count("its image is not rectified") == 1, node.output()
+    finally:
+        code = node.stop()
+        client.close()
+    assert code == 0, node.output()
