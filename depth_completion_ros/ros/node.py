@@ -377,9 +377,7 @@ class DepthCompletionNode(Node):
     def _publish(self, result, image: Image, camera_info: CameraInfo) -> None:
         header = image.header
         invalid = self.settings.invalid_value
-        self.depth_publisher.publish(messages.make_message(
-            Image, header=header, **messages.depth_to_image_fields(result.dense, invalid=invalid)))
-        self.info_publisher.publish(self._output_camera_info(result, header, camera_info))
+        # Counted before the depth goes out, so that whoever receives it can already read the count.
         if result.raw_camera is not None:
             self.rectified += 1
         elif result.unrectified is not None:
@@ -389,6 +387,9 @@ class DepthCompletionNode(Node):
                     f"{list(camera_info.d)}) or a rectification r, and its image is not rectified: "
                     f"{result.unrectified} (frames counted as 'frames not rectified')")
             self.unrectified += 1
+        self.depth_publisher.publish(messages.make_message(
+            Image, header=header, **messages.depth_to_image_fields(result.dense, invalid=invalid)))
+        self.info_publisher.publish(self._output_camera_info(result, header, camera_info))
         # The optional outputs cost a colour lookup or a copy: skip them when nobody listens.
         if self._publish_optional["publish_colorized"] and self.colorized_publisher.get_subscription_count():
             colour = colorize_depth(result.dense, self.settings.min_depth, self.settings.max_depth)
