@@ -60,3 +60,23 @@ def write_json(path: str | None, payload: dict) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).write_text(json.dumps(payload, indent=2) + "\n")
         print(f"wrote {path}")
+
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def baseline_checkout(revision: str, folder: Path) -> dict[str, str]:
+    """A git worktree of this repository at `revision` in `folder` (the old path of a side-by-side benchmark), and
+    the environment that makes a child process import that revision's package first (PYTHONPATH). Remove it with
+    `remove_baseline_checkout`."""
+    import subprocess
+
+    subprocess.run(["git", "-C", str(REPO), "worktree", "add", "--detach", "-f", str(folder), revision], check=True,
+                   capture_output=True)
+    return {"PYTHONPATH": os.pathsep.join(filter(None, (str(folder), os.environ.get("PYTHONPATH"))))}
+
+
+def remove_baseline_checkout(folder: Path) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(folder)], capture_output=True)

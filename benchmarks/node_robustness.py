@@ -41,7 +41,7 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_machine, write_json  # noqa: E402
+from _common import baseline_checkout, describe_machine, remove_baseline_checkout, write_json  # noqa: E402
 
 STATUS_NAME = "depth completion"  # diagnostic_updater names it "<node>: depth completion"
 TOPICS = {"image": "/robustness/camera/image", "camera_info": "/robustness/camera/camera_info",
@@ -57,7 +57,8 @@ SECOND = 1_000_000_000
 class NodeProcess:
     """The node in its own process with a parameter file; its resource use read from /proc."""
 
-    def __init__(self, parameters: dict, log_path: Path, env: dict | None = None):
+    def __init__(self, parameters: dict, log_path: Path, env: dict | None = None, preload: tuple[str, ...] = ()):
+        """`preload`: modules the process imports before the node (e.g. ("torch",): the old path's memory)."""
         self.log_path = Path(log_path)
         params_file = self.log_path.with_suffix(".params.yaml")
         params_file.write_text(yaml.safe_dump({"depth_completion": {"ros__parameters": parameters}}))
@@ -66,6 +67,9 @@ class NodeProcess:
         # The console script as a pip user runs it (`python -m` where it is not installed beside this Python).
         script = Path(sys.executable).parent / "depth_completion_node"
         command = [str(script)] if script.exists() else [sys.executable, "-m", "depth_completion_ros.ros.node"]
+        if preload:
+            command = [sys.executable, "-c", f"import sys, {', '.join(preload)}; "
+                       "from depth_completion_ros.ros.node import main; sys.exit(main())"]
         self.popen = subprocess.Popen(
             [*command, "--ros-args", "--params-file", str(params_file), *remaps], stdout=self._log,
             stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
@@ -88,11 +92,11 @@ class NodeProcess:
             time.sleep(0.1)
 
     def resources(self) -> dict:
-        """Resident memory (KiB), threads and open files of the node's process."""
+        """Resident memory (KiB) now and at its peak so far (VmHWM), threads and open files of the node's process."""
         status = Path(f"/proc/{self.popen.pid}/status").read_text()
         fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        return {"rss_kib": int(fields["VmRSS"].split()[0]), "threads": int(fields["Threads"]),
-                "open_files": len(os.listdir(f"/proc/{self.popen.pid}/fd"))}
+        return {"rss_kib": int(fields["VmRSS"].split()[0]), "rss_peak_kib": int(fields["VmHWM"].split()[0]),
+                "threads": int(fields["Threads"]), "open_files": len(os.listdir(f"/proc/{self.popen.pid}/fd"))}
 
     def stop(self, timeout_s: float = 30.0) -> int:
         if self.alive:
@@ -407,12 +411,14 @@ def run_fuzz(inputs: int = 10_000, valid_every: int = 20, rate_hz: float = 100.0
 
 
 def run_soak(frames: int = 3000, rate_hz: float = 10.0, warmup_frames: int = 300, sample_every: int = 50,
-             crop: tuple[int, int] = (128, 416), model: str = "default", work_dir: Path | None = None) -> dict:
+             crop: tuple[int, int] | None = (128, 416), model: str = "default", work_dir: Path | None = None,
+             preload: tuple[str, ...] = (), env: dict | None = None) -> dict:
     """Frames at `rate_hz` for a long run; the node's memory, threads and open files over it."""
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dcros_soak_"))
     base, static, _ = _drive_frames(work_dir, 4, crop=crop)
     driver = Driver()
-    node = NodeProcess(_node_parameters(model=model, warmup=False), work_dir / "node_soak.log")
+    node = NodeProcess(_node_parameters(model=model, warmup=False), work_dir / "node_soak.log", preload=preload,
+                       env=env)
     samples = []
     try:
         driver.broadcast_static(static)
@@ -440,8 +446,10 @@ def run_soak(frames: int = 3000, rate_hz: float = 10.0, warmup_frames: int = 300
     late = float(np.median([s["rss_kib"] for s in after_warmup[-third:]]))
     slope = np.polyfit([s["frame"] for s in after_warmup], [s["rss_kib"] for s in after_warmup], 1)[0]
     reference, last = after_warmup[0], samples[-1]
-    return {"scenario": "soak", "frames": frames, "rate_hz": rate_hz, "model": model, "frame_size": list(crop[::-1]),
-            "warmup_frames": warmup_frames, "samples": samples,
+    return {"scenario": "soak", "frames": frames, "rate_hz": rate_hz, "model": model,
+            "frame_size": [base[0].camera.width, base[0].camera.height], "preload": list(preload),
+            "warmup_frames": warmup_frames, "samples": samples, "rss_peak_kib": last["rss_peak_kib"],
+            "rss_steady_kib": late,
             "rss_growth_after_warmup": (late - early) / early,
             "rss_median_kib": {"first_third_after_warmup": early, "last_third": late},
             "rss_slope_kib_per_1000_frames": float(slope * 1000),
@@ -452,13 +460,17 @@ def run_soak(frames: int = 3000, rate_hz: float = 10.0, warmup_frames: int = 300
             "node_inputs": input_counts(values), "node_exit_code": exit_code}
 
 
-def run_overload(frames: int = 300, factor: float = 3.0, crop: tuple[int, int] = (128, 416),
-                 model: str = "default", probe_frames: int = 8, work_dir: Path | None = None) -> dict:
-    """Measure the single-frame latency, then publish at `factor` times the throughput it allows."""
+def run_overload(frames: int = 300, factor: float = 3.0, crop: tuple[int, int] | None = (128, 416),
+                 model: str = "default", probe_frames: int = 8, work_dir: Path | None = None,
+                 preload: tuple[str, ...] = (), rate_hz: float | None = None, env: dict | None = None) -> dict:
+    """Measure the single-frame latency, then publish at `factor` times the throughput it allows (or at `rate_hz`,
+    e.g. a 10 Hz sensor); the node's resident memory sampled every 10 frames and its peak (VmHWM) at the end."""
     work_dir = Path(work_dir or tempfile.mkdtemp(prefix="dcros_overload_"))
     base, static, _ = _drive_frames(work_dir, 4, crop=crop)
     driver = Driver()
-    node = NodeProcess(_node_parameters(model=model, warmup=False), work_dir / "node_overload.log")
+    node = NodeProcess(_node_parameters(model=model, warmup=False), work_dir / "node_overload.log",
+                       preload=preload, env=env)
+    rss_samples = []
     try:
         driver.broadcast_static(static)
         node.wait_ready()
@@ -476,7 +488,7 @@ def run_overload(frames: int = 300, factor: float = 3.0, crop: tuple[int, int] =
         single_ms = float(np.median(latencies))
         before = driver.settled_diagnostics()
         answers_before = len(driver.answers)
-        period = single_ms / 1000.0 / factor
+        period = single_ms / 1000.0 / factor if rate_hz is None else 1.0 / rate_hz
         start = time.monotonic()
         stamps = []
         waiting_seen = Counter()
@@ -489,10 +501,12 @@ def run_overload(frames: int = 300, factor: float = 3.0, crop: tuple[int, int] =
             if index % 10 == 0:
                 for name, counts in input_counts(driver.diagnostics()).items():
                     waiting_seen[name] = max(waiting_seen[name], counts["waiting"])
+                rss_samples.append(node.resources())
             time.sleep(max(0.0, start + (index + 1) * period - time.monotonic()))
         sent_s = time.monotonic() - start
         time.sleep(3 * single_ms / 1000.0 + 1.0)
         after = driver.settled_diagnostics()
+        rss_samples.append(node.resources())
     finally:
         exit_code = node.stop()
         driver.close()
@@ -501,8 +515,12 @@ def run_overload(frames: int = 300, factor: float = 3.0, crop: tuple[int, int] =
     halves = np.array_split(ages, 2) if ages.size >= 4 else [ages, ages]
     delta = {key: int(after.get(key, 0)) - int(before.get(key, 0))
              for key in ("frames synchronized", "frames published", "dropped: replaced_by_newer")}
-    return {"scenario": "overload", "frames": frames, "factor": factor, "model": model,
-            "frame_size": list(crop[::-1]), "single_frame_latency_ms": single_ms,
+    steady = [sample["rss_kib"] for sample in rss_samples[len(rss_samples) // 2:]]
+    return {"scenario": "overload", "frames": frames, "factor": factor, "rate_hz": rate_hz, "model": model,
+            "frame_size": [base[0].camera.width, base[0].camera.height], "preload": list(preload),
+            "rss_peak_kib": rss_samples[-1]["rss_peak_kib"] if rss_samples else None,
+            "rss_steady_kib": float(np.median(steady)) if steady else None,
+            "single_frame_latency_ms": single_ms,
             "input_rate_hz": frames / sent_s, "throughput_hz": 1000.0 / single_ms,
             "answers": int(ages.size),
             "age_ms": {"p50": float(np.percentile(ages, 50)), "p90": float(np.percentile(ages, 90)),
@@ -531,16 +549,49 @@ def main() -> int:
     parser.add_argument("--configurations", nargs="+", choices=("given", "untuned"),
                         help="accounting: the DDS configurations to run (default: both; 'untuned' is an untuned "
                              "Cyclone DDS, so with Fast DDS run the script twice, with and without its profile)")
+    parser.add_argument("--rate-hz", type=float, help="overload: send at this rate instead of 3x the throughput")
+    parser.add_argument("--crop", help="soak, overload: frame size HxW of KITTI's bottom crop, or 'full' for "
+                                       "1242x375 (default: 128x416)")
+    parser.add_argument("--model", help="soak, overload, accounting: the node's model (default: default)")
+    parser.add_argument("--preload-torch", action="store_true",
+                        help="soak, overload: run the scenario twice, the node as it starts and the node in a process "
+                             "that imported torch first (what the runtime cost before it needed no torch), side by "
+                             "side in one JSON")
+    parser.add_argument("--baseline-rev", help="soak, overload: also run the node of this git revision (the old "
+                                               "path), side by side in one JSON")
     parser.add_argument("--json", help="write the figures to this JSON file")
     args = parser.parse_args()
     kwargs = {}
+    if args.rate_hz:
+        kwargs["rate_hz"] = args.rate_hz
+    if args.crop:
+        kwargs["crop"] = None if args.crop == "full" else tuple(int(v) for v in args.crop.split("x"))
+    if args.model:
+        kwargs["model"] = args.model
     if args.configurations:
         kwargs["configurations"] = tuple(args.configurations)
     if args.frames is not None:
         kwargs["frames"] = args.frames
     if args.inputs is not None:
         kwargs["inputs"] = args.inputs
-    result = SCENARIOS[args.scenario](**kwargs)
+    if (args.preload_torch or args.baseline_rev) and args.scenario not in ("soak", "overload"):
+        parser.error("--preload-torch and --baseline-rev compare memory: soak or overload only")
+    if args.preload_torch or args.baseline_rev:
+        variants = {"node": SCENARIOS[args.scenario](**kwargs)}
+        if args.preload_torch:
+            variants["node_with_torch_imported"] = SCENARIOS[args.scenario](**kwargs, preload=("torch",))
+        if args.baseline_rev:
+            folder = Path(tempfile.mkdtemp(prefix="dcros_baseline_")) / "checkout"
+            try:
+                variants[f"node of {args.baseline_rev}"] = SCENARIOS[args.scenario](
+                    **kwargs, env=baseline_checkout(args.baseline_rev, folder))
+            finally:
+                remove_baseline_checkout(folder)
+        result = {"scenario": args.scenario, "variants": variants,
+                  "rss_peak_kib": {name: variant.get("rss_peak_kib") for name, variant in variants.items()},
+                  "rss_steady_kib": {name: variant.get("rss_steady_kib") for name, variant in variants.items()}}
+    else:
+        result = SCENARIOS[args.scenario](**kwargs)
     result["command"] = "python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]])
     result["machine"] = describe_machine()
     result["middleware"] = {"rmw": os.environ.get("RMW_IMPLEMENTATION", "default"),
