@@ -32,17 +32,20 @@ setup(
         *data_tree("config"),
         *data_tree("models"),
     ],
+    # The default install is the runtime: the node, `dcros play`, `eval-bag`, `eval-kitti` and `demo` run the
+    # shipped models through their ONNX files (models/*.onnx) with ONNX Runtime and numba, without PyTorch (~0.75 GB
+    # on disk, ~0.2 GB of memory once imported), which a robot does not need. Training, export, backend "torch"
+    # and checkpoints without an ONNX file need the "train" extra (the engine says so where it is missing).
     install_requires=[
         "setuptools",
         "numpy>=1.24",
         "pyyaml>=6",
         "tqdm>=4.60",
         "pillow>=9.0",
+        # the evaluation reports' plots (eval-bag, eval-kitti, demo)
         "matplotlib>=3.5",
         "scipy>=1.9",
-        "torch>=2.1",
         "rosbags>=0.11",
-        "onnx>=1.15",
         "onnxruntime>=1.17",
         # DA-CSPN++'s propagation as fused loops on the CPU (models/dacspn_cpu.py): several times faster
         # than the same arithmetic as graph operators; without it the engine keeps the whole graph
@@ -52,11 +55,16 @@ setup(
         "opencv-python-headless<5",
     ],
     extras_require={
-        # colcon builds the ROS 2 workspace that the launch tests start the node from (test/ros/);
-        # flake8 is the project-wide lint (ament_flake8's checks, test/test_lint.py); pykitti is the common
-        # KITTI raw reader that test/test_synth_raw_readers.py loads the synthetic drives with (its package
-        # imports cv2, which the install requirements bring).
-        "test": ["pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7", "pykitti>=0.3.1"],
+        # Training, distillation, pruning, `dcros export` (onnx writes the graphs), backend "torch" (CUDA, fp16),
+        # the untrained registered architectures, and checkpoints that have no ONNX file beside them.
+        "train": ["torch>=2.1", "onnx>=1.15"],
+        # The tests train, export and compare with PyTorch: they need the train extra. colcon builds the ROS 2
+        # workspace that the launch tests start the node from (test/ros/); flake8 is the project-wide lint
+        # (ament_flake8's checks, test/test_lint.py); pykitti is the common KITTI raw reader that
+        # test/test_synth_raw_readers.py loads the synthetic drives with (its package imports cv2, which the
+        # install requirements bring).
+        "test": ["depth_completion_ros[train]", "pytest>=8", "colcon-common-extensions>=0.3", "flake8>=7",
+                 "pykitti>=0.3.1"],
         # ROS 2 Jazzy's core from the Python package registry, for a machine without a ROS 2 distribution
         # (leave it out where one is sourced: its rclpy would be shadowed). rclpy with Fast DDS and the
         # message packages the node uses; the rest (rosidl generators, ament_cmake, CMake, catkin_pkg) lets

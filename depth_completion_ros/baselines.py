@@ -124,19 +124,20 @@ class BaselineEngine:
     def __init__(self, method: str = "morphological"):
         if method not in BASELINES:
             raise ValueError(f"unknown baseline {method!r}; choose one of {', '.join(BASELINES)}")
-        import torch
+        from .runtime.spec import Device
 
         self.method = method
         self.architecture = f"baseline:{method}"
         self.kwargs: dict = {}
         self.metadata = {"description": (BASELINES[method].__doc__ or "").strip().splitlines()[0]}
-        self.device = torch.device("cpu")
+        self.device = Device("cpu")
 
     def __repr__(self) -> str:
         return f"BaselineEngine({self.method!r})"
 
     def predict(self, rgb, sparse):
-        """numpy (H, W) sparse -> (H, W) dense; torch [B,1,H,W] -> [B,1,H,W] (the image is not used)."""
+        """numpy (H, W) sparse -> (H, W) dense; torch [B,1,H,W] -> [B,1,H,W] (the image is not used; PyTorch only
+        where the caller passes tensors)."""
         fill = BASELINES[self.method]
         if isinstance(sparse, np.ndarray):
             return fill(sparse)

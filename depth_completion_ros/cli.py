@@ -55,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(levelname)s %(name)s: %(message)s",
     )
+    from .runtime.spec import PyTorchRequired
+
     try:
         return int(args.handler(args) or 0)
-    except (FileNotFoundError, ValueError) as error:
-        # Bad input: one clear line naming the problem, no traceback.
+    except (FileNotFoundError, ValueError, PyTorchRequired) as error:
+        # Bad input, or PyTorch needed where it is not installed: one clear line naming the problem, no traceback.
         print(f"dcros {args.command}: error: {error}", file=sys.stderr)
         return 2
 

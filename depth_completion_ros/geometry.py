@@ -11,18 +11,17 @@ Conventions (used everywhere in the package):
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Mapping, Union
+from typing import TYPE_CHECKING, Mapping, Union
 
 import numpy as np
 
-try:  # torch is optional for the geometry core: numpy callers never need it.
+if TYPE_CHECKING:
     import torch
-except ImportError:  # pragma: no cover - torch is an install requirement, this is belt and braces
-    torch = None
 
-ArrayLike = Union[np.ndarray, "torch.Tensor"]
+ArrayLike = Union[np.ndarray, "torch.Tensor"]  # torch tensors where the caller has PyTorch
 
 
 class CalibrationError(ValueError):
@@ -363,8 +362,11 @@ class ProjectionStats:
     pixels: int  # pixels that received a depth
 
 
-def _is_torch(x) -> bool:
-    return torch is not None and isinstance(x, torch.Tensor)
+def _torch_of(x):
+    """The torch module where `x` is a tensor, else None. PyTorch is never imported here: numpy callers never
+    need it, and a tensor exists only where it is loaded."""
+    torch = sys.modules.get("torch")
+    return torch if torch is not None and isinstance(x, torch.Tensor) else None
 
 
 def _check_points(points) -> None:
@@ -377,7 +379,8 @@ def transform_points(transform: np.ndarray, points: ArrayLike) -> ArrayLike:
     """Apply a 4x4 rigid transform to (N, >=3) points; returns (N, 3) in the input's library and device."""
     _check_points(points)
     xyz = points[:, :3]
-    if _is_torch(points):
+    torch = _torch_of(points)
+    if torch is not None:
         xyz = xyz if xyz.is_floating_point() else xyz.float()
         stack = torch.stack
     else:
@@ -413,7 +416,8 @@ def project(
     are the same. Such models take numpy points only and work in float64.
     """
     _check_points(points_xyz)
-    use_torch = _is_torch(points_xyz)
+    torch = _torch_of(points_xyz)
+    use_torch = torch is not None
     pinhole = not callable(getattr(camera, "project", None))  # a PinholeCamera (or any fx, fy, cx, cy object)
     if not pinhole:
         if use_torch:
@@ -494,7 +498,8 @@ def unproject(depth: ArrayLike, camera: PinholeCamera, camera_to_frame: np.ndarr
     if tuple(depth.shape[-2:]) != (camera.height, camera.width) or depth.ndim != 2:
         raise ValueError(f"depth must be ({camera.height}, {camera.width}) for this camera, "
                          f"got shape {tuple(depth.shape)}")
-    if _is_torch(depth):
+    torch = _torch_of(depth)
+    if torch is not None:
         valid = torch.isfinite(depth) & (depth > 0)
         rows, cols = torch.nonzero(valid, as_tuple=True)
         z = depth[rows, cols].to(torch.float64 if depth.dtype == torch.float64 else torch.float32)

@@ -1,7 +1,11 @@
-"""The checkpoints shipped with the package (`models/*.pt`, each with a model card `*.md`) and the
-resolution of a user's model choice: "default", a shipped model's name, a checkpoint path, a
-registered architecture (untrained: for timing only), or a classical baseline ("baseline:nearest",
-"baseline:morphological")."""
+"""The checkpoints shipped with the package (`models/*.pt`, each with a model card `*.md` and its ONNX files
+`*.onnx`, `*.fused.onnx` for a CDSPN, written by `dcros export --beside`) and the resolution of a user's model
+choice: "default", a shipped model's name, a checkpoint path, a registered architecture (untrained: for timing
+only; needs PyTorch), or a classical baseline ("baseline:nearest", "baseline:morphological").
+
+A shipped model runs without PyTorch: the engine finds the ONNX files beside its checkpoint, in whichever of
+`model_dirs` it is installed (they travel together: setup.py installs all of models/), and runs them when they
+record the checkpoint's SHA-256 (`runtime.onnx_files.onnx_files_beside`)."""
 from __future__ import annotations
 
 import logging
@@ -14,8 +18,8 @@ DEFAULT_MODEL = "cdspn_x32_synth"
 
 
 def model_dirs() -> list[Path]:
-    """Where shipped checkpoints live: the source tree's models/ (editable installs and checkouts), the
-    ament share folder (colcon installs), and the pip data prefix."""
+    """Where shipped checkpoints (and their ONNX files) live: the source tree's models/ (editable installs and
+    checkouts), the ament share folder (colcon installs), and the pip data prefix."""
     candidates = [Path(__file__).resolve().parent.parent / "models", Path(sys.prefix) / "share" / PACKAGE / "models"]
     try:  # a colcon install: share/<package>/models under the package's prefix
         from ament_index_python.packages import get_package_share_directory
@@ -63,9 +67,11 @@ def resolve_engine(model: str = "default", device: str = "auto", precision: str 
     the runtime for a checkpoint; an untrained registered architecture has no checkpoint to export and
     runs on PyTorch. threads: 0 = the cores available to the process (see `inference.resolve_threads`).
     refinement: where DA-CSPN++'s propagation runs (`Engine.from_checkpoint`): "auto", "graph" or "fused".
+    A checkpoint runs without PyTorch through the ONNX files exported from it beside it (the shipped models
+    have them); a registered architecture needs PyTorch.
     """
     from .inference import Engine
-    from .models import list_models
+    from .runtime.spec import TRAIN_EXTRA, torch_installed
 
     shipped = shipped_checkpoints()
     if model.startswith("baseline:"):
@@ -73,17 +79,23 @@ def resolve_engine(model: str = "default", device: str = "auto", precision: str 
 
         return BaselineEngine(model.split(":", 1)[1])
     path = checkpoint_of(model, shipped)
-    if path is None and model in list_models():
-        LOGGER.warning("model %r is an untrained architecture (random weights): its depth is meaningless; "
-                       "use it for timing only", model)
-        reason = "requested"
-        if backend == "auto":
-            reason = "an untrained registered architecture runs on PyTorch (no checkpoint to export)"
-            LOGGER.info("backend auto: torch (%s)", reason)
-        return Engine.from_name(model, device=device, precision=precision, threads=threads, backend_reason=reason)
-    if path is None:
-        raise ValueError(f"unknown model {model!r}: not a checkpoint file, shipped model "
-                         f"({', '.join(sorted(shipped)) or 'none installed'}), registered architecture "
-                         f"({', '.join(list_models())}) or baseline (baseline:nearest, baseline:morphological)")
-    return Engine.from_checkpoint(path, device=device, precision=precision, backend=backend, onnx_path=onnx_path,
-                                  threads=threads, refinement=refinement)
+    if path is not None:
+        return Engine.from_checkpoint(path, device=device, precision=precision, backend=backend,
+                                      onnx_path=onnx_path, threads=threads, refinement=refinement)
+    known = (f"not a checkpoint file, shipped model ({', '.join(sorted(shipped)) or 'none installed'}), "
+             "registered architecture")
+    baselines = "baseline (baseline:nearest, baseline:morphological)"
+    if not torch_installed():
+        raise ValueError(f"unknown model {model!r}: {known} or {baselines}; the registered architectures "
+                         f"(untrained) need PyTorch, which is not installed here: {TRAIN_EXTRA}")
+    from .models import list_models
+
+    if model not in list_models():
+        raise ValueError(f"unknown model {model!r}: {known} ({', '.join(list_models())}) or {baselines}")
+    LOGGER.warning("model %r is an untrained architecture (random weights): its depth is meaningless; "
+                   "use it for timing only", model)
+    reason = "requested"
+    if backend == "auto":
+        reason = "an untrained registered architecture runs on PyTorch (no checkpoint to export)"
+        LOGGER.info("backend auto: torch (%s)", reason)
+    return Engine.from_name(model, device=device, precision=precision, threads=threads, backend_reason=reason)

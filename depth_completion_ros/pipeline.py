@@ -1,10 +1,11 @@
 """One synchronized frame (RGB image + LiDAR cloud) -> dense depth. The only implementation of the path:
 the ROS node, the rosbag evaluation, the KITTI evaluation and the demo all call `FrameProcessor`.
 
-Stages, each timed: conversion (messages -> arrays -> tensors on the engine's device), projection
-(cloud -> sparse depth in the camera), inference (the network), post-processing (back to a float32 image in
-metres, range clipping, region-of-interest paste and invalid fill), and on self-check frames the LiDAR
-hold-out self-check (`self_check`: choosing the held-out pixels, scoring them, edge agreement).
+Stages, each timed: conversion (messages -> numpy arrays, the region of interest cut), projection (cloud ->
+sparse depth in the camera), inference (the engine, numpy in and out: its input made on its device, the
+network, the depth back to the host), post-processing (range clipping, region-of-interest paste and invalid
+fill), and on self-check frames the LiDAR hold-out self-check (`self_check`: choosing the held-out pixels,
+scoring them, edge agreement). No PyTorch here: the engine converts where it runs PyTorch.
 """
 from __future__ import annotations
 
@@ -166,8 +167,6 @@ class FrameProcessor:
         return self._run(rgb, None, sparse, stamp_ns, camera, None, conversion_ms=0.0)
 
     def _run(self, rgb, points, sparse, stamp_ns, camera, lidar_to_camera, conversion_ms: float) -> FrameResult:
-        import torch
-
         camera = camera or self.camera
         if camera is None:
             raise ValueError("no camera model: pass camera= or construct FrameProcessor with one")
@@ -218,22 +217,16 @@ class FrameProcessor:
             timings["self_check"] = _ms_since(start)
 
         start = time.perf_counter()
-        device = getattr(self.engine, "device", torch.device("cpu"))
-        rgb_roi = np.ascontiguousarray(rgb[roi_top:])
-        if not rgb_roi.flags.writeable:  # a zero-copy view of a message buffer: torch wraps only writable memory
-            rgb_roi = rgb_roi.copy()
-        rgb_tensor = torch.from_numpy(rgb_roi).to(device, non_blocking=True)
-        rgb_tensor = rgb_tensor.permute(2, 0, 1).unsqueeze(0).float().div_(255.0)
-        sparse_tensor = torch.from_numpy(np.ascontiguousarray(network_sparse[roi_top:])).to(device)[None, None]
+        rgb_roi = rgb[roi_top:]  # numpy views: the engine makes its input from them (on its device)
+        network_sparse_roi = network_sparse[roi_top:]
         timings["conversion"] += _ms_since(start)
 
         start = time.perf_counter()
-        prediction = self.engine.predict(rgb_tensor, sparse_tensor)  # the engine synchronises its device
+        prediction = self.engine.predict(rgb_roi, network_sparse_roi)  # (H, W) numpy; the engine synchronises
         held_out_prediction = None
         if held is not None and opts.self_check_second_run:
             held_out_prediction = prediction
-            full_tensor = torch.from_numpy(np.ascontiguousarray(sparse[roi_top:])).to(device)[None, None]
-            prediction = self.engine.predict(rgb_tensor, full_tensor)
+            prediction = self.engine.predict(rgb_roi, sparse[roi_top:])
         timings["inference"] = _ms_since(start)
 
         start = time.perf_counter()
@@ -333,9 +326,9 @@ def _score_self_check(rgb, sparse, network_sparse, prediction, held, roi_top: in
     return dataclasses.replace(check, edge_agreement=agreement, edge_pixels=edge_pixels)
 
 
-def _to_metres(prediction, max_depth: float) -> np.ndarray:
-    """The engine's [1, 1, H, W] tensor -> (H, W) float32 numpy metres clipped to [0, max_depth]."""
-    return prediction.detach().float().clamp_(0.0, max_depth)[0, 0].cpu().numpy()
+def _to_metres(prediction: np.ndarray, max_depth: float) -> np.ndarray:
+    """The engine's (H, W) depth -> float32 metres clipped to [0, max_depth] (NaN stays NaN)."""
+    return np.clip(np.asarray(prediction, dtype=np.float32), np.float32(0.0), np.float32(max_depth))
 
 
 def _ms_since(start: float) -> float:

@@ -2,7 +2,7 @@
 
     dcros export --checkpoint models/cdspn_x32_synth.pt --onnx cdspn_int8.onnx --int8 --calibration data/synth
 
-`quantize_onnx` takes an fp32 graph written by `inference.export_onnx` and writes a QDQ graph (ONNX
+`quantize_onnx` takes an fp32 graph written by `runtime.export.export_onnx` and writes a QDQ graph (ONNX
 Runtime's recommended format: QuantizeLinear/DequantizeLinear pairs around the quantized operators, so the
 CPU provider fuses them into int8 kernels): weights int8 per output channel, activations uint8 per tensor,
 ranges from the activations seen on the calibration frames (min/max). Only the convolutions whose node
@@ -28,6 +28,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .runtime.onnx_files import INPUT_NAMES, META_PRECISION, read_onnx_architecture, read_onnx_metadata
+
 LOGGER = logging.getLogger(__name__)
 
 # Which convolutions to quantize, per architecture (matched against ONNX node names such as
@@ -35,7 +37,6 @@ LOGGER = logging.getLogger(__name__)
 INT8_NODES = {
     "cdspn": r"/refinement/",
 }
-META_PRECISION = "depth_completion_ros.precision"
 META_INT8_NODES = "depth_completion_ros.int8_nodes"
 META_CALIBRATION = "depth_completion_ros.calibration"
 DEFAULT_CALIBRATION_FRAMES = 8
@@ -70,8 +71,6 @@ class CalibrationFrames:
         self._position = 0
 
     def get_next(self) -> dict | None:
-        from depth_completion_ros.inference import INPUT_NAMES
-
         if self._position >= len(self.indices):
             return None
         item = self.dataset[self.indices[self._position]]
@@ -93,8 +92,6 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Cali
     import onnx
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    from depth_completion_ros.inference import read_onnx_architecture, read_onnx_metadata
 
     fp32_path, out_path = Path(fp32_path), Path(out_path)
     architecture, _ = read_onnx_architecture(fp32_path)
@@ -141,8 +138,6 @@ def quantize_onnx(fp32_path: str | Path, out_path: str | Path, calibration: Cali
 
 def int8_record(onnx_path: str | Path) -> dict:
     """{"nodes": pattern, "calibration": frames} of a graph written by `quantize_onnx`; {} for an fp32 one."""
-    from depth_completion_ros.inference import read_onnx_metadata
-
     meta = read_onnx_metadata(onnx_path)
     if meta.get(META_PRECISION) != "int8":
         return {}

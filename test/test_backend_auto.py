@@ -159,10 +159,10 @@ def test_torch_threads_apply_to_the_engine_calls_only():
 @needs_onnxruntime
 def test_onnx_runtime_threads_follow_the_setting(small_checkpoint):
     engine = Engine.from_checkpoint(small_checkpoint, device="cpu", backend="onnx", threads=0)
-    options = engine._session.get_session_options()
+    options = engine.runtime.session.get_session_options()
     assert options.intra_op_num_threads == available_cores() and options.inter_op_num_threads == 1
     assert Engine.from_checkpoint(small_checkpoint, device="cpu", backend="onnx",
-                                  threads=1)._session.get_session_options().intra_op_num_threads == 1
+                                  threads=1).runtime.session.get_session_options().intra_op_num_threads == 1
 
 
 def test_command_line_defaults_to_auto_and_the_available_cores():

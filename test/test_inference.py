@@ -13,7 +13,7 @@ from torch import nn
 from depth_completion_ros import cli
 from depth_completion_ros.inference import (
     INPUT_NAMES, OUTPUT_NAME, Engine, ExportError, example_inputs, export_onnx, onnx_cache_path,
-    read_onnx_architecture,
+    read_onnx_architecture, read_onnx_metadata,
 )
 from depth_completion_ros.models.checkpoint import save_checkpoint
 
@@ -335,6 +335,7 @@ def test_onnx_cache_name_follows_the_network_code(checkpoint_path, tmp_path, mon
     import shutil
 
     from depth_completion_ros import inference
+    from depth_completion_ros.runtime import onnx_files
 
     code = tmp_path / "models"
     shutil.copytree(Path(inference.__file__).parent / "models", code)
@@ -344,7 +345,7 @@ def test_onnx_cache_name_follows_the_network_code(checkpoint_path, tmp_path, mon
         stream.write("# changed\n")
     assert inference.model_code_digest(code) != before
     first = onnx_cache_path(checkpoint_path)
-    monkeypatch.setattr(inference, "model_code_digest", lambda folder=None: "0" * 16)
+    monkeypatch.setattr(onnx_files, "model_code_digest", lambda folder=None: "0" * 16)
     assert onnx_cache_path(checkpoint_path) != first
 
 
@@ -372,3 +373,39 @@ def test_export_command_names_a_missing_checkpoint(tmp_path, capsys):
     status = cli.main(["export", "--checkpoint", str(tmp_path / "absent.pt"), "--onnx", str(tmp_path / "x.onnx")])
     assert status == 2
     assert "checkpoint not found" in capsys.readouterr().err
+
+
+def test_export_command_writes_onnx_files_beside_a_checkpoint_for_the_engine(checkpoint_path, tmp_path, capsys,
+                                                                             monkeypatch):
+    """`dcros export --beside` (how the shipped models/*.onnx are made): the whole graph and, for a CDSPN, the graph
+    without the propagation, each recording the checkpoint's digest and metadata; backend auto runs them in the
+    checkpoint's place, exporting nothing."""
+    from depth_completion_ros.runtime.onnx_files import META_CHECKPOINT_SHA256, file_sha256, onnx_beside
+
+    monkeypatch.setenv("DCROS_CACHE_DIR", str(tmp_path / "cache"))
+    checkpoint = tmp_path / "small.pt"
+    checkpoint.write_bytes(checkpoint_path.read_bytes())
+    assert cli.main(["export", "--checkpoint", str(checkpoint), "--beside", "--height", "48", "--width", "80"]) == 0
+    printed = capsys.readouterr().out
+    assert printed.count("max |onnx - torch|") == 2 and "propagation fused" in printed
+    for refinement in ("graph", "fused"):
+        meta = read_onnx_metadata(onnx_beside(checkpoint, refinement))
+        assert meta[META_CHECKPOINT_SHA256] == file_sha256(checkpoint)
+    engine = Engine.from_checkpoint(checkpoint, device="cpu", backend="auto")
+    assert engine.onnx_path == onnx_beside(checkpoint, "fused") and engine.metadata == {"trained_on": "synthetic"}
+    assert "small.fused.onnx, exported from the checkpoint" in engine.backend_reason
+    assert not (tmp_path / "cache").exists()
+    assert cli.main(["export", "--checkpoint", str(checkpoint), "--beside", "--onnx", str(tmp_path / "x.onnx")]) == 2
+    assert "give one of --onnx FILE and --beside" in capsys.readouterr().err
+
+
+def test_device_is_a_string_with_the_type_and_index_of_a_torch_device():
+    """`engine.device` needs no PyTorch (the ONNX Runtime engine runs without it) and serves where PyTorch takes a
+    device."""
+    from depth_completion_ros.inference import Device
+
+    cpu, cuda = Device("cpu"), Device("cuda:1")
+    assert (cpu.type, cpu.index, cuda.type, cuda.index) == ("cpu", None, "cuda", 1)
+    assert cpu == "cpu" and cpu == torch.device("cpu") and torch.device("cpu") == cpu
+    assert cuda != torch.device("cuda", 0) and cuda == torch.device("cuda", 1) and f"{cuda}" == "cuda:1"
+    assert torch.zeros(1).to(cpu).device == cpu and len({cpu, Device("cpu")}) == 1

@@ -5,10 +5,12 @@ lists, and package.xml with ElementTree.
 
 - A ROS package the code imports (depth_completion_ros/, launch/) is an exec_depend, and an exec_depend is
   either imported or one of the runtime pieces the launch files start (RUNTIME_PIECES).
-- A Python library the code imports is in setup.py's install_requires; where rosdep has a key for it, that
-  key is an exec_depend, and no other Python key is (NO_ROSDEP_KEY names the libraries without one, which
-  package.xml must say in a comment).
-- setup.py's "test" extra maps onto the python test_depends the same way; test/'s ROS imports are declared.
+- A Python library the code imports is in setup.py's install_requires (the runtime) or its "train" extra
+  (PyTorch, onnx: TRAIN_ONLY); where rosdep has a key for a runtime library, that key is an exec_depend, and no
+  other Python key is (NO_ROSDEP_KEY names the libraries without one, which package.xml must say in a comment).
+- setup.py's "test" extra, with the "train" extra it pulls in, maps onto the python test_depends the same way
+  (package.xml has no optional dependencies: the train extra's keys sit with the tests that need them);
+  test/'s ROS imports are declared.
 - cv_bridge and sensor_msgs_py are declared only if the code imports them (it converts messages itself).
 """
 import ast
@@ -44,6 +46,8 @@ DISTRIBUTIONS = {
     "opencv-python-headless": ("cv2", "python3-opencv"),  # the morphological fill (baselines.py)
 }
 NO_ROSDEP_KEY = {"onnx", "numba"}
+# What the "train" extra adds to the runtime: never an install requirement (a robot runs the ONNX files).
+TRAIN_ONLY = {"torch", "onnx"}
 # Python modules whose ROS package has another name.
 ROS_PACKAGE_OF_MODULE = {"tf2_ros": "tf2_ros_py"}
 # Declared although no Python code imports them: what the launch files run, each with (file, text) showing it.
@@ -87,18 +91,43 @@ def imports_of_tests() -> set[str]:
     return imported_modules(["test"], local={path.stem for path in _python_files("test")})
 
 
-def setup_requirements() -> tuple[list[str], list[str]]:
-    """(install_requires, extras_require["test"]) of setup.py as distribution names (lower case, no version)."""
+def _setup_keywords() -> dict:
     tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
     call = next(node for node in ast.walk(tree)
                 if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
-    keywords = {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords
-                if keyword.arg in ("install_requires", "extras_require")}
+    return {keyword.arg: ast.literal_eval(keyword.value) for keyword in call.keywords
+            if keyword.arg in ("install_requires", "extras_require")}
 
-    def names(requirements) -> list[str]:
-        return [re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower() for requirement in requirements]
 
-    return names(keywords["install_requires"]), names(keywords.get("extras_require", {}).get("test", []))
+def _names(requirements, extras: dict) -> list[str]:
+    """Distribution names (lower case, no version) of requirements; "depth_completion_ros[x]" stands for extra x."""
+    names = []
+    for requirement in requirements:
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0].strip().lower()
+        if name == PACKAGE:
+            for extra in re.findall(r"\[(.*?)\]", requirement)[0].split(","):
+                names += _names(extras[extra.strip()], extras)
+        else:
+            names.append(name)
+    return names
+
+
+def setup_requirements() -> tuple[list[str], list[str]]:
+    """(install_requires, extras_require["test"] with the extras it pulls in) of setup.py as distribution names."""
+    keywords = _setup_keywords()
+    extras = keywords.get("extras_require", {})
+    return _names(keywords["install_requires"], extras), _names(extras.get("test", []), extras)
+
+
+def extra_requirements(name: str) -> list[str]:
+    """extras_require[name] of setup.py as distribution names."""
+    extras = _setup_keywords().get("extras_require", {})
+    return _names(extras.get(name, []), extras)
+
+
+def runtime_and_train() -> list[str]:
+    """What the code may import: the install requirements and the train extra."""
+    return setup_requirements()[0] + extra_requirements("train")
 
 
 def modules_of(distributions) -> set[str]:
@@ -133,7 +162,7 @@ def _difference(what: str, declared: set[str], expected: set[str]) -> str:
 
 def test_every_setup_requirement_is_known_here():
     install_requires, test_extra = setup_requirements()
-    unknown = sorted(set(install_requires + test_extra) - set(DISTRIBUTIONS))
+    unknown = sorted(set(install_requires + test_extra + extra_requirements("train")) - set(DISTRIBUTIONS))
     assert not unknown, f"add these setup.py requirements to DISTRIBUTIONS (module, rosdep key or None): {unknown}"
 
 
@@ -155,9 +184,8 @@ def test_python_exec_depends_are_the_keys_of_the_imported_libraries():
 
 
 def test_imported_libraries_without_a_key_are_named_in_package_xml():
-    install_requires, _ = setup_requirements()
     imported = code_imports()
-    keyless = {name for name in install_requires
+    keyless = {name for name in runtime_and_train()
                if name in DISTRIBUTIONS and DISTRIBUTIONS[name][1] is None and DISTRIBUTIONS[name][0] in imported}
     assert keyless == NO_ROSDEP_KEY
     comments = " ".join(re.findall(r"<!--(.*?)-->", (ROOT / "package.xml").read_text(encoding="utf-8"), re.S))
@@ -167,9 +195,8 @@ def test_imported_libraries_without_a_key_are_named_in_package_xml():
 
 
 def test_ros_exec_depends_are_the_imported_ros_packages_and_the_launched_pieces():
-    install_requires, _ = setup_requirements()
     # Whatever the code imports that setup.py does not provide counts as a ROS package.
-    expected = ros_packages(code_imports() - modules_of(install_requires)) | set(RUNTIME_PIECES)
+    expected = ros_packages(code_imports() - modules_of(runtime_and_train())) | set(RUNTIME_PIECES)
     _, declared = split_keys(manifest()["exec_depend"])
     assert declared == expected, _difference("ROS exec_depends (imported ROS packages and RUNTIME_PIECES)",
                                              declared, expected)
@@ -185,7 +212,7 @@ def test_every_imported_third_party_module_is_declared():
     install_requires, test_extra = setup_requirements()
     declared = manifest()
     ros_exec, ros_test = split_keys(declared["exec_depend"])[1], split_keys(declared["test_depend"])[1]
-    undeclared_code = sorted(module for module in code_imports() - modules_of(install_requires)
+    undeclared_code = sorted(module for module in code_imports() - modules_of(runtime_and_train())
                              if ROS_PACKAGE_OF_MODULE.get(module, module) not in ros_exec)
     undeclared_test = sorted(module for module in imports_of_tests() - modules_of(install_requires + test_extra)
                              if ROS_PACKAGE_OF_MODULE.get(module, module) not in ros_exec | ros_test)
@@ -222,18 +249,24 @@ NOT_ON_THE_REGISTRY = {"tf2_ros_py": "the node's own /tf listener", "tf2_msgs": 
 def test_the_ros_extra_pins_every_ros_package_the_code_imports_from_the_registry():
     """`pip install .[ros]` (the pip-only route and CI) gives the node every ROS package it imports: rclpy and
     the message packages as exact-version wheels; what the registry lacks has its stand-in."""
-    tree = ast.parse((ROOT / "setup.py").read_text(encoding="utf-8"))
-    call = next(node for node in ast.walk(tree)
-                if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "setup")
-    extras = next(ast.literal_eval(keyword.value) for keyword in call.keywords if keyword.arg == "extras_require")
+    extras = _setup_keywords()["extras_require"]
     wheels = {}
     for requirement in extras["ros"]:
         match = re.fullmatch(r"ros-jazzy-([a-z0-9-]+)(\[[a-z]+\])?==[0-9.]+", requirement)
         if requirement.startswith("ros-jazzy-"):
             assert match, f"pin the registry's ROS 2 wheels to one version: {requirement}"
             wheels[match.group(1).replace("-", "_")] = requirement
-    install_requires, _ = setup_requirements()
-    imported = ros_packages(code_imports() - modules_of(install_requires))
+    imported = ros_packages(code_imports() - modules_of(runtime_and_train()))
     missing = sorted(imported - set(wheels) - WITH_RCLPY - set(NOT_ON_THE_REGISTRY))
     assert not missing, f"the ros extra lacks wheels for {missing}"
     assert "ros-jazzy-rclpy[fastrtps]" in wheels["rclpy"]  # the middleware comes with the extra
+
+
+def test_the_runtime_install_leaves_pytorch_and_onnx_to_the_train_extra():
+    """A robot's install (install_requires, package.xml's exec_depends) has no PyTorch; the train extra brings it and
+    the test extra pulls the train extra in."""
+    install_requires, test_extra = setup_requirements()
+    assert not TRAIN_ONLY & set(install_requires)
+    assert set(extra_requirements("train")) == TRAIN_ONLY and TRAIN_ONLY <= set(test_extra)
+    assert "python3-pytorch-pip" not in manifest()["exec_depend"]
+    assert "python3-pytorch-pip" in manifest()["test_depend"]

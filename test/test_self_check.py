@@ -42,13 +42,13 @@ class DilateSparse(nn.Module):
 
 
 class Recording:
-    """Wraps an engine and keeps every sparse input it is given."""
+    """Wraps an engine and keeps every sparse input it is given (the pipeline passes numpy (H, W) maps)."""
 
     def __init__(self, engine):
         self.engine, self.device, self.inputs = engine, engine.device, []
 
     def predict(self, rgb, sparse):
-        self.inputs.append(sparse[0, 0].cpu().numpy().copy())
+        self.inputs.append(np.array(sparse, dtype=np.float32))
         return self.engine.predict(rgb, sparse)
 
 

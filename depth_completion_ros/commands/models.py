@@ -18,7 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
+    from depth_completion_ros.runtime.spec import require_torch
+
+    torch = require_torch("dcros models (it builds every registered network)")
 
     from depth_completion_ros.models import build_model, describe_model, list_models
     from depth_completion_ros.models.flops import count_flops, count_parameters

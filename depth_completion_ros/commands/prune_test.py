@@ -49,6 +49,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Load the checkpoint and the split, run the test, print the table and write the report files."""
+    from ..runtime.spec import require_torch
+
+    require_torch("dcros prune-test")
     from ..data.kitti import KittiDepthCompletion
     from ..models.checkpoint import load_model
     from ..training.pruning import PruneThresholds, prune_test

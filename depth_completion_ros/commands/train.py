@@ -59,6 +59,9 @@ def run(args: argparse.Namespace) -> int:
     """Validate the config, join the process group if torchrun started us, train, print the outcome."""
     import logging
 
+    from depth_completion_ros.runtime.spec import require_torch
+
+    require_torch("dcros train")
     from depth_completion_ros.training.distributed import cleanup, init_distributed
     from depth_completion_ros.training.trainer import Trainer, find_resume_checkpoint
 

@@ -1,5 +1,6 @@
 """KITTI readers: raw drives (images, Velodyne scans, timestamps, calibration) and the depth-completion
-benchmark (train / val / val_selection_cropped) as a torch Dataset.
+benchmark (train / val / val_selection_cropped) as a map-style data set for PyTorch's DataLoader (whose items are
+torch tensors: PyTorch is imported when an item is read; `load` gives numpy arrays without it).
 
 Layout under the dataset root (the real KITTI one, also written by the synthetic world generator):
   kitti_raw/<date>/calib_cam_to_cam.txt, calib_velo_to_cam.txt
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import bisect
 import calendar
+import itertools
 import datetime as _datetime
 import json
 import re
@@ -38,13 +40,6 @@ from depth_completion_ros.geometry import (
     read_calib_file,
     read_intrinsics_txt,
 )
-
-try:
-    import torch
-    from torch.utils.data import ConcatDataset, Dataset
-except ImportError:  # pragma: no cover - torch is an install requirement
-    torch = None
-    Dataset = ConcatDataset = object
 
 KITTI_CROP = (352, 1216)  # (height, width) of the benchmark's bottom crop
 SPLITS = ("train", "val", "val_selection_cropped")
@@ -417,8 +412,9 @@ def _colour_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -
     return np.clip(rgb, 0.0, 1.0).astype(np.float32)
 
 
-class KittiDepthCompletion(Dataset):
-    """KITTI depth completion (train, val or val_selection_cropped) as a torch Dataset.
+class KittiDepthCompletion:
+    """KITTI depth completion (train, val or val_selection_cropped) as a map-style data set (`len`, items of
+    torch tensors; `load(index)` gives the numpy arrays without PyTorch).
 
     Item: dict(rgb float32 [3,H,W] in 0..1, sparse float32 [1,H,W] m, gt float32 [1,H,W] m (0 = none),
     K float32 [3,3] of the returned image, name str "<drive>/<camera>/<frame:010d>").
@@ -510,6 +506,8 @@ class KittiDepthCompletion(Dataset):
         return rgb, sparse, gt, self.camera_of(index, rgb.shape[1], rgb.shape[0])
 
     def __getitem__(self, index: int) -> dict:
+        import torch
+
         if not -len(self) <= index < len(self):
             raise IndexError(f"index {index} out of range for {len(self)} frames")
         index = index % len(self)
@@ -548,7 +546,7 @@ class KittiDepthCompletion(Dataset):
         return cropped_camera, tuple(image[top:top + height, left:left + width] for image in images)
 
 
-class KittiDepthCompletionWorlds(ConcatDataset):
+class KittiDepthCompletionWorlds:
     """The same split of several KITTI-layout roots (e.g. a standard and a varied synthetic world) as one
     data set, built with the same arguments as KittiDepthCompletion.
 
@@ -566,7 +564,12 @@ class KittiDepthCompletionWorlds(ConcatDataset):
         if len(set(labels)) != len(labels):
             raise ValueError(f"roots name the same folder more than once: {labels}")
         self.labels = labels
-        super().__init__([KittiDepthCompletion(root, split, **kwargs) for root in roots])
+        self.datasets = [KittiDepthCompletion(root, split, **kwargs) for root in roots]
+        # as torch's ConcatDataset keeps them: the end index of each root's frames
+        self.cumulative_sizes = list(itertools.accumulate(len(dataset) for dataset in self.datasets))
+
+    def __len__(self) -> int:
+        return self.cumulative_sizes[-1]
 
     @property
     def random_crop(self) -> tuple[int, int] | None:
@@ -591,7 +594,8 @@ class KittiDepthCompletionWorlds(ConcatDataset):
         return item
 
 
-def depth_completion_data(root: str | Path | Sequence[str | Path], split: str = "train", **kwargs) -> Dataset:
+def depth_completion_data(root: str | Path | Sequence[str | Path], split: str = "train",
+                          **kwargs) -> KittiDepthCompletion | KittiDepthCompletionWorlds:
     """KittiDepthCompletion of one root, or KittiDepthCompletionWorlds of a list of two or more."""
     if isinstance(root, (str, Path)):
         return KittiDepthCompletion(root, split, **kwargs)

@@ -28,15 +28,14 @@ devkit would score it as -1 m everywhere); its pixels are counted as missing.
 from __future__ import annotations
 
 import math
+import sys
 from dataclasses import dataclass, field
-from typing import Iterable, Sequence
+from typing import TYPE_CHECKING, Iterable, Sequence
 
 import numpy as np
 
-try:
+if TYPE_CHECKING:
     import torch
-except ImportError:  # pragma: no cover - torch is an install requirement
-    torch = None
 
 # Columns of the per-image sums, in this order, for the numpy and torch paths alike.
 _SUM_FIELDS = ("pixels", "missing", "abs", "sq", "inv_abs", "inv_sq", "rel", "delta1", "delta2", "delta3")
@@ -102,6 +101,8 @@ def devkit_fill(pred: np.ndarray) -> np.ndarray:
 
 def _devkit_fill_torch(pred: "torch.Tensor") -> "torch.Tensor":
     """`devkit_fill` for a batch [B, H, W] of torch tensors on any device (same rule, same results)."""
+    import torch
+
     values = pred.clone()
     valid = torch.isfinite(values) & (values > 0)
     values = torch.where(valid, values, torch.zeros_like(values))
@@ -190,6 +191,8 @@ def _sums_numpy(pred: np.ndarray, gt: np.ndarray, fill_missing: bool) -> np.ndar
 
 def _sums_torch(pred: "torch.Tensor", gt: "torch.Tensor", fill_missing: bool) -> np.ndarray:
     """Per-image sums for a batch [B, H, W] computed on the tensors' device; returns (B, K) float64 numpy."""
+    import torch
+
     if fill_missing:
         pred = _devkit_fill_torch(pred)
     # float64 sums where the device has it; Apple's MPS has no float64.
@@ -283,6 +286,7 @@ class DepthMetrics:
 
     def update(self, pred, gt, names: Iterable[str] | None = None) -> None:
         """Add one image or a batch. `names` (optional) label the per-image rows."""
+        torch = sys.modules.get("torch")  # loaded wherever a tensor exists; numpy needs no PyTorch
         if torch is not None and (isinstance(pred, torch.Tensor) or isinstance(gt, torch.Tensor)):
             pred_t = torch.as_tensor(pred)
             gt_t = torch.as_tensor(gt, device=pred_t.device)

@@ -62,14 +62,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from .blocks import SeparableConvBlock, softmax_planes
-from .dacspn import DACSPN, RefinementLayout, separable_from_dense
+from .dacspn import DACSPN, separable_from_dense
+from .layout import CDSPN_STRIDE_MULTIPLE, RefinementLayout
 from .prior import morphological_prior
 from .registry import check_inputs, register_model
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 BASE_WIDTH = 32
-STRIDE_MULTIPLE = 16  # four stride-2 layers in the colour encoder
+STRIDE_MULTIPLE = CDSPN_STRIDE_MULTIPLE  # four stride-2 layers in the colour encoder (models/layout.py)
 DEFAULT_DEPTH_SCALE = 80.0  # metres; KITTI depths lie within it
 PRIORS = ("morphological",)
 DEFAULT_KERNEL_SIZES = (3, 5, 7)  # DA-CSPN++ as in PENet

@@ -2,17 +2,18 @@
 
 Stored with `torch.save` as plain containers and tensors only, so it loads with `weights_only=True`
 (no pickled code). `load_model(path)` rebuilds the network from the file alone.
+
+PyTorch is imported by the functions that need it, so that `CheckpointError` is at hand without it.
 """
 from __future__ import annotations
 
 import pickle
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
-from torch import nn
-
-from .registry import build_model
+if TYPE_CHECKING:
+    from torch import nn
 
 FORMAT_NAME = "depth_completion_ros.checkpoint"
 FORMAT_VERSION = 1
@@ -57,6 +58,8 @@ def save_checkpoint(path: str | Path, model: nn.Module, metadata: dict | None = 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
+    import torch
+
     torch.save(payload, tmp)
     tmp.replace(path)  # atomic: an interrupted save never leaves a half-written checkpoint
     return path
@@ -66,6 +69,8 @@ def load_checkpoint(path: str | Path) -> Checkpoint:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
+    import torch
+
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
@@ -99,6 +104,8 @@ def load_model(path: str | Path) -> tuple[nn.Module, Checkpoint]:
 
 def model_from_checkpoint(checkpoint: Checkpoint, path: str | Path) -> nn.Module:
     """The network of a checkpoint already read from `path` (named in the errors), weights loaded strictly."""
+    from .registry import build_model
+
     try:
         model = build_model(checkpoint.architecture, **checkpoint.kwargs)
     except (TypeError, ValueError) as error:

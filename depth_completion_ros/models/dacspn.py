@@ -32,17 +32,16 @@ identity on pixels without sparse input.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from .blocks import softmax_planes
+from .layout import DEFAULT_EPS, RefinementLayout  # noqa: F401 - RefinementLayout is also read from here
 
 SUPPORTED_DILATIONS = (1, 2, 4, 8)
-DEFAULT_EPS = 1e-6
 
 
 def normalize_affinities(raw: torch.Tensor, eps: float = DEFAULT_EPS) -> tuple[torch.Tensor, torch.Tensor]:
@@ -393,52 +392,6 @@ class DACSPN(nn.Module):
             return self.raw_guidance_on_features(features)
         guidance = self.predict_guidance(features, tuple(coarse.shape[-2:]))
         return self.refine(coarse, sparse, guidance, return_stages=return_stages)
-
-
-@dataclass(frozen=True)
-class RefinementLayout:
-    """The shape of a DA-CSPN++ refinement, and the flat, named order of its inputs (coarse depth, sparse
-    depth, then per stage the raw affinities and the kernel-size weights on the feature grid), for a graph
-    that computes them and leaves the normalisation and propagation to `dacspn_cpu.refine`."""
-    dilations: tuple[int, ...]
-    kernel_sizes: tuple[int, ...]
-    iterations: int
-    eps: float = DEFAULT_EPS
-
-    @classmethod
-    def of(cls, module: "DACSPN") -> "RefinementLayout":
-        return cls(tuple(module.dilations), tuple(module.kernel_sizes), int(module.iterations), float(module.eps))
-
-    def to_dict(self) -> dict:
-        return {"dilations": list(self.dilations), "kernel_sizes": list(self.kernel_sizes),
-                "iterations": self.iterations, "eps": self.eps}
-
-    @classmethod
-    def from_dict(cls, values: Mapping[str, Any]) -> "RefinementLayout":
-        return cls(tuple(int(d) for d in values["dilations"]), tuple(int(k) for k in values["kernel_sizes"]),
-                   int(values["iterations"]), float(values.get("eps", DEFAULT_EPS)))
-
-    def names(self) -> list[str]:
-        names = ["coarse_depth", "sparse_depth_padded"]
-        for stage in range(len(self.dilations)):
-            names += [f"stage{stage}_k{k}_affinity" for k in self.kernel_sizes]
-            names.append(f"stage{stage}_kernel_weights")
-        return names
-
-    def flatten(self, coarse, sparse, guidance) -> tuple:
-        """(coarse, sparse, `raw_guidance_on_features`'s list) -> one tuple in the order of `names`."""
-        flat = [coarse, sparse]
-        for affinities, weights in guidance:
-            flat += [*affinities, weights]
-        return tuple(flat)
-
-    def unflatten(self, flat: Sequence) -> tuple:
-        """The inverse of `flatten`: (coarse, sparse, guidance)."""
-        if len(flat) != len(self.names()):
-            raise ValueError(f"{len(flat)} refinement inputs for a layout of {len(self.names())} ({self})")
-        items = iter(flat[2:])
-        guidance = [([next(items) for _ in self.kernel_sizes], next(items)) for _ in self.dilations]
-        return flat[0], flat[1], guidance
 
 
 def _resize_nearest(tensor: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:

@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .dacspn import RefinementLayout
+from .layout import RefinementLayout
 
 try:  # numba is a dependency of the package; without it the engine keeps the whole-graph refinement
     import numba

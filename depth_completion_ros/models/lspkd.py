@@ -98,6 +98,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .layout import LSPKD_SIZE_MULTIPLE
 from .prior import morphological_prior
 from .registry import check_inputs, register_model
 
@@ -109,7 +110,7 @@ STEM_CHANNELS = 64
 STAGE_CHANNELS = (64, 128, 256, 512)
 BOTTLENECK_CHANNELS = 512
 DECODER_CHANNELS = (256, 128, 64, 64, 64)  # up0..up4 outputs (D0..D4) at width 1
-SIZE_MULTIPLE = 32  # stage1..stage4 and the last convolution each halve the resolution
+SIZE_MULTIPLE = LSPKD_SIZE_MULTIPLE  # stage1..stage4 and the last convolution each halve the resolution
 KITTI_DEPTH_SCALE = 80.0
 NYU_DEPTH_SCALE = 10.0
 ENCODER_FEATURES = ("E0", "E1", "E2", "E3", "E4")

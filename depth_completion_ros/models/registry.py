@@ -24,7 +24,13 @@ def register_model(name: str, description: str = "") -> Callable:
     return decorate
 
 
+def _register_architectures() -> None:
+    """Import the architecture modules, whose decorators fill the registry (idempotent)."""
+    from . import cdspn, lspkd  # noqa: F401
+
+
 def list_models() -> list[str]:
+    _register_architectures()
     return sorted(_FACTORIES)
 
 
@@ -34,6 +40,7 @@ def describe_model(name: str) -> str:
 
 
 def _check_name(name: str) -> None:
+    _register_architectures()
     if name not in _FACTORIES:
         raise ValueError(f"unknown model {name!r}; registered models: {', '.join(list_models())}")
 

@@ -77,18 +77,20 @@ def _kind_of(value: Any) -> str:
 
 PARAMETERS: tuple[ParameterSpec, ...] = (
     ParameterSpec("model", MODEL_DEFAULT,
-                  "'default' (the package's default shipped checkpoint), a shipped model name (models/*.pt), "
-                  "a checkpoint path, or a registered architecture (untrained weights: timing and tests only)"),
+                  "'default' (the package's default shipped checkpoint), a shipped model name (models/*.pt, run "
+                  "through their models/*.onnx without PyTorch), a checkpoint path, or a registered architecture "
+                  "(untrained weights: timing and tests only; needs PyTorch)"),
     ParameterSpec("device", "auto", "where inference runs; 'cuda' without CUDA falls back to the CPU with a "
                   "warning", choices=DEVICE_CHOICES),
     ParameterSpec("precision", "auto", "'auto' = fp16 autocast on CUDA, fp32 on the CPU",
                   choices=PRECISION_CHOICES),
     ParameterSpec("backend", "auto", "inference runtime; 'auto': ONNX Runtime on the CPU for the models "
                   "measured faster with it, else PyTorch (PyTorch on CUDA; an export failure falls back to "
-                  "PyTorch), the choice and its reason logged; 'onnx' runs onnxruntime (exports the checkpoint "
-                  "once to a cache unless onnx_path is given); 'torch' runs PyTorch", choices=BACKEND_CHOICES),
-    ParameterSpec("onnx_path", "", "ONNX file for backend 'onnx' or 'auto' on the CPU (empty: export the "
-                  "checkpoint to a cache)"),
+                  "PyTorch; ONNX Runtime wherever PyTorch is not installed), the choice and its reason logged; "
+                  "'onnx' runs onnxruntime (the checkpoint's ONNX file beside it, as the shipped models have, else "
+                  "its export to a cache, unless onnx_path is given); 'torch' runs PyTorch", choices=BACKEND_CHOICES),
+    ParameterSpec("onnx_path", "", "ONNX file for backend 'onnx' or 'auto' on the CPU (empty: the checkpoint's "
+                  "ONNX file beside it, else its export to a cache)"),
     ParameterSpec("refinement", "auto", "where a CDSPN's DA-CSPN++ propagation runs: 'fused' loops on the CPU "
                   "(numba; same depth, faster), 'graph' inside the network's runtime; 'auto': fused on the CPU "
                   "when numba compiles and runs (checked at start-up), else the graph, the reason logged",
@@ -338,8 +340,9 @@ def validate_parameters(values: Mapping[str, Any], model_names: Iterable[str] | 
         raise ParameterError("parameter 'model' is empty; use 'default', a registered model name or a "
                              "checkpoint path")
     if model_names is not None:
-        names = sorted(model_names)
-        if model != MODEL_DEFAULT and model not in names and not Path(model).is_file():
+        # A file or a name without PyTorch first: looking among the registered architectures imports it.
+        if model != MODEL_DEFAULT and not Path(model).is_file() and model not in model_names:
+            names = sorted(model_names)
             raise ParameterError(f"parameter 'model': {model!r} is neither 'default', a shipped or registered "
                                  f"model ({', '.join(names) or 'none'}) nor an existing checkpoint file")
     if checked["onnx_path"] and checked["backend"] == "torch":
@@ -432,22 +435,56 @@ def parameters_from_yaml(document: Mapping[str, Any], node_name: str = NODE_NAME
     return merged
 
 
-def accepted_model_names() -> list[str]:
-    """Names the `model` parameter accepts besides "default" and checkpoint paths: shipped checkpoints,
-    registered architectures and the classical baselines (imports torch)."""
-    from ..baselines import BASELINES
-    from ..model_zoo import shipped_checkpoints
-    from ..models import list_models
+class ModelNames:
+    """The names the `model` parameter accepts besides "default" and checkpoint paths: the shipped checkpoints
+    and the classical baselines, and where PyTorch is installed the registered architectures (untrained), which
+    are looked up only when a name is none of the others (listing them imports PyTorch)."""
 
-    baselines = {f"baseline:{name}" for name in BASELINES}
-    return sorted(set(list_models()) | set(shipped_checkpoints()) | baselines)
+    def __init__(self):
+        from ..baselines import BASELINES
+        from ..model_zoo import shipped_checkpoints
+
+        self.without_torch = frozenset(shipped_checkpoints()) | {f"baseline:{name}" for name in BASELINES}
+        self._registered: frozenset | None = None
+
+    @property
+    def registered(self) -> frozenset:
+        """The registered architectures; none where PyTorch is not installed."""
+        if self._registered is None:
+            from ..runtime.spec import torch_installed
+
+            names: list[str] = []
+            if torch_installed():
+                try:
+                    from ..models import list_models
+
+                    names = list_models()
+                except ImportError:  # an installation of PyTorch that does not import: none
+                    pass
+            self._registered = frozenset(names)
+        return self._registered
+
+    def __contains__(self, name) -> bool:
+        return name in self.without_torch or name in self.registered
+
+    def __iter__(self):
+        return iter(sorted(self.without_torch | self.registered))
+
+    def __len__(self) -> int:
+        return len(self.without_torch | self.registered)
+
+
+def accepted_model_names() -> ModelNames:
+    """Names the `model` parameter accepts besides "default" and checkpoint paths (`ModelNames`)."""
+    return ModelNames()
 
 
 def build_engine(settings: NodeSettings):
-    """The inference Engine the settings ask for, through `model_zoo.resolve_engine` (imports torch; call
-    it once at start-up). Errors name the `model` or `backend` parameter."""
+    """The inference Engine the settings ask for, through `model_zoo.resolve_engine` (call it once at start-up;
+    PyTorch is imported only where the settings need it). Errors name the `model` or `backend` parameter."""
     from ..model_zoo import resolve_engine
     from ..models.checkpoint import CheckpointError
+    from ..runtime.spec import PyTorchRequired
 
     try:
         engine = resolve_engine(settings.model, device=settings.device, precision=settings.precision,
@@ -455,6 +492,9 @@ def build_engine(settings: NodeSettings):
                                 threads=settings.threads, refinement=settings.refinement)
     except FileNotFoundError as error:
         raise FileNotFoundError(f"parameter 'model': {error}") from error
+    except PyTorchRequired as error:
+        raise ParameterError(f"parameter '{'backend' if settings.backend == 'torch' else 'model'}': {error}") \
+            from error
     except CheckpointError as error:
         raise ParameterError(f"parameter 'model': {error}") from error
     if settings.backend != "auto" and engine.backend not in (settings.backend, "numpy"):
