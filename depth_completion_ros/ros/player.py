@@ -170,6 +170,8 @@ class TopicReport:
     published: int = 0
     conversion: str = ""  # "cdr" (bytes as recorded), "ros1", "migrated", "" for skipped topics
     skipped: str | None = None
+    first_publish_ns: int | None = None  # steady clock (time.monotonic_ns) at the topic's first and last publish
+    last_publish_ns: int | None = None
 
 
 @dataclass
@@ -675,6 +677,9 @@ def _run(reader, player: _Player, playable: dict[int, _Topic], converters: dict,
             LOGGER.warning("%s", warning)
         plan.publisher.publish(data)
         plan.report.published += 1
+        plan.report.last_publish_ns = time.monotonic_ns()
+        if plan.report.first_publish_ns is None:
+            plan.report.first_publish_ns = plan.report.last_publish_ns
 
     while True:
         player.wall_origin_ns = None
