@@ -451,12 +451,16 @@ class _Player:
         self.large_messages = LargeMessageCheck("")
         # Bag time = bag_origin_ns + (wall - wall_origin_ns) * rate while playing; frozen at bag_origin_ns before.
         self.bag_origin_ns = 0
+        self.bag_end_ns: int | None = None
         self.wall_origin_ns: int | None = None
 
     def bag_time(self, wall_ns: int) -> int:
+        """The bag time /clock carries: frozen before a pass, then following the steady clock at `rate`, never
+        past the bag's last message (a player running late would otherwise carry /clock beyond the bag)."""
         if self.wall_origin_ns is None or wall_ns <= self.wall_origin_ns:
             return self.bag_origin_ns
-        return self.bag_origin_ns + int((wall_ns - self.wall_origin_ns) * self.options.rate)
+        moved = self.bag_origin_ns + int((wall_ns - self.wall_origin_ns) * self.options.rate)
+        return moved if self.bag_end_ns is None else min(moved, self.bag_end_ns)
 
     def _tick(self, now_ns: int) -> None:
         if self.clock_publisher is None or now_ns < self.next_tick_ns:
@@ -657,6 +661,7 @@ def _run(reader, player: _Player, playable: dict[int, _Topic], converters: dict,
     latched = [c for c in connections if playable[c.id].latched]
     start_ns = reader.start_time + int(round(options.start_offset * 1e9))
     player.bag_origin_ns = start_ns
+    player.bag_end_ns = reader.end_time
     if options.wait_for_subscribers > 0 and playable:
         publishers = list({id(p): p.publisher for p in playable.values()}.values())
         if not player.wait_for(lambda: all(p.get_subscription_count() > 0 for p in publishers),
