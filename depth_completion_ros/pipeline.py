@@ -262,9 +262,8 @@ class FrameProcessor:
         raw = None
         if not isinstance(camera, (PinholeCamera, RawCamera)):
             raw = RawCamera.from_camera_info(camera)
-            stereo = bool(np.any(messages.camera_info_translation(camera)))
         elif isinstance(camera, RawCamera):
-            raw, stereo = camera, False
+            raw = camera
         if raw is not None:
             camera = raw.rectified
         messages.check_image_matches_camera(image_msg, camera)
@@ -274,7 +273,7 @@ class FrameProcessor:
             stamp = image_msg.header.stamp
             stamp_ns = int(stamp.sec) * 1_000_000_000 + int(stamp.nanosec)
         conversion_ms = _ms_since(start)
-        rectify, unrectified = self._rectification(raw, stereo if raw is not None else False)
+        rectify, unrectified = self._rectification(raw)
         rectification_ms = 0.0
         if rectify:
             start = time.perf_counter()
@@ -290,14 +289,14 @@ class FrameProcessor:
         result.unrectified = unrectified
         return result
 
-    def _rectification(self, raw: RawCamera | None, stereo: bool) -> tuple[bool, str | None]:
+    def _rectification(self, raw: RawCamera | None) -> tuple[bool, str | None]:
         """(rectify this frame, why a raw camera's image is left unrectified) per options.rectify."""
         if raw is None or not raw.needs_rectification:
             return False, None
         mode = self.options.rectify
         if mode == "false":
             return False, NOT_RECTIFIED_BY_OPTION
-        if mode == "auto" and stereo:
+        if mode == "auto" and raw.stereo:
             return False, TAKEN_AS_RECTIFIED
         return True, None
 

@@ -37,7 +37,8 @@ class DistortionError(CalibrationError):
 class RawCamera:
     """A camera as CameraInfo describes it: `K` the raw camera's intrinsics, `model` and `D` its lens distortion,
     `R` the rectification rotation (rectified <- raw), `rectified` the camera of the rectified image (P's 3x3,
-    K where P is zero; the same size as the raw image, as image_proc rectifies it)."""
+    K where P is zero; the same size as the raw image, as image_proc rectifies it), `stereo` whether P carries a
+    stereo translation (Tx or Ty not zero)."""
 
     width: int
     height: int
@@ -46,6 +47,7 @@ class RawCamera:
     D: np.ndarray
     R: np.ndarray
     rectified: PinholeCamera
+    stereo: bool = False
 
     @classmethod
     def create(cls, rectified: PinholeCamera, model: str = "", D=(), R=None, K=None) -> "RawCamera":
@@ -93,7 +95,8 @@ class RawCamera:
             if k.size != 9 or not k.any():
                 raise DistortionError("CameraInfo has a distortion d but no raw intrinsics k")
         raw_k = k.reshape(3, 3) if k.size == 9 and k.any() else rectified.K
-        return cls(width, height, raw_k, model if d.any() else "", d if d.any() else np.zeros(0), rotation, rectified)
+        return cls(width, height, raw_k, model if d.any() else "", d if d.any() else np.zeros(0), rotation, rectified,
+                   stereo=p.size == 12 and bool(np.any(p.reshape(3, 4)[:, 3])))
 
     # --------------------------------------------------------------------------------------- questions
     @property

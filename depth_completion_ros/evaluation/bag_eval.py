@@ -86,12 +86,17 @@ def _namespace(topic: str) -> str:
     return topic.rsplit("/", 1)[0]
 
 
+def _first_message(bag_path: Path, topic: str):
+    """A topic's first message (None: the topic has none)."""
+    with contextlib.closing(read_bag(bag_path, [topic])) as records:
+        record = next(records, None)
+    return None if record is None else record.msg
+
+
 def _first_encoding(bag_path: Path, topic: str) -> str | None:
     """The encoding of a topic's first Image (None: the topic has no message)."""
-    records = read_bag(bag_path, [topic])
-    with contextlib.closing(records):
-        record = next(records, None)
-    return None if record is None else str(record.msg.encoding)
+    msg = _first_message(bag_path, topic)
+    return None if msg is None else str(msg.encoding)
 
 
 def _only(bag_path: Path, what: str, candidates: list[str], flag: str, detail: str = "") -> str:
@@ -507,12 +512,6 @@ def ground_truth_seen_by_rectified(gt: np.ndarray, camera: RawCamera) -> tuple[n
     seen = seen_by_rectified(camera)
     outside = int(np.count_nonzero((gt > 0) & ~seen))
     return np.where(seen, gt, np.float32(0)), outside
-
-
-def _first_message(bag_path: Path, topic: str):
-    with contextlib.closing(read_bag(bag_path, [topic])) as records:
-        record = next(records, None)
-    return None if record is None else record.msg
 
 
 def recorded_raw_camera(source_bag: Path, available: dict, image_topic: str | None, info_topic: str,

@@ -54,8 +54,8 @@ class FrameHandler:
         if resolution.transform is None:
             raise FrameDropped(NO_TRANSFORM, f"no transform {camera_frame!r} <- {lidar_frame!r} yet")
         try:
-            # The CameraInfo itself: the pipeline rectifies a raw camera's image (per its `rectify` option).
-            result = self.processor.process_messages(image, cloud, camera=camera_info,
+            # The raw camera: the pipeline rectifies its image (per its `rectify` option).
+            result = self.processor.process_messages(image, cloud, camera=camera,
                                                      lidar_to_camera=resolution.transform)
         except ValueError as error:  # malformed cloud, unknown encoding, ...
             raise FrameDropped(CONVERSION_ERROR, str(error)) from error
