@@ -20,6 +20,16 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="give every drive its own rig and light: a 32-, 64- or 128-beam LiDAR, mount height "
                              "and pitch, sun elevation, ambient light, exposure and image noise (recorded per "
                              "drive in the manifest); for training sets that do not fit one rendering")
+    parser.add_argument("--drives-per-rig", type=int, default=1, metavar="N",
+                        help="with --variety: consecutive groups of N drives share one rig (drives 1..N rig 1, "
+                             "N+1..2N rig 2, ...): the same LiDAR beams, mount height and pitch, each drive on its "
+                             "own street in its own light; the manifest records each drive's rig_id (default 1: "
+                             "every drive its own rig). To adapt a model on some drives of one rig and score it on "
+                             "others, e.g. --variety --drives-per-rig 4 --rig-beams 32 --drives 4 --val-drives 2: "
+                             "drives 1-2 (train) and 3-4 (val) are one 32-beam rig; or pick drives by name")
+    parser.add_argument("--rig-beams", type=int, default=None, metavar="B",
+                        help="with --variety: every rig's LiDAR has B beams (32, 64 or 128) instead of a drawn "
+                             "number; the rest of each rig and light is drawn as without it")
     parser.add_argument("--raw-camera", default=None, metavar="MODEL[:c1,c2,...]",
                         help="render camera 02 (image_02 and its velodyne_raw/groundtruth PNGs) as a raw camera "
                              "through a lens distortion, exactly (one ray per distorted pixel), with the usual "
@@ -40,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     raw_camera = None if args.raw_camera is None else parse_raw_camera(args.raw_camera)
     manifest = generate_dataset(args.out, drives=args.drives, frames=args.frames, seed=args.seed,
                                 val_drives=args.val_drives, progress=not args.no_progress, variety=args.variety,
-                                raw_camera=raw_camera)
+                                raw_camera=raw_camera, drives_per_rig=args.drives_per_rig,
+                                rig_beams=args.rig_beams)
     print(format_summary(summarize_dataset(args.out)))
     if raw_camera is not None:
         record = manifest["raw_camera"]

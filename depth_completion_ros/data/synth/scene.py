@@ -99,6 +99,7 @@ class Scene:
     mount_height: float = DEFAULT_MOUNT_HEIGHT  # m, LiDAR above the ground
     mount_pitch: float = 0.0  # rad, positive = tilted down
     lidar_beams: int | None = None  # None: the generator's LiDAR model as given
+    rig_id: int | None = None  # which rig of a varied world (drives sharing one have the same id)
     # The camera and the light: ambient sky light, gain, sensor noise (grey levels).
     ambient: float = 0.25
     exposure: float = 1.0
@@ -107,7 +108,8 @@ class Scene:
     def rig(self) -> dict:
         """The drive's rig and light, as the manifest records them."""
         elevation = float(np.degrees(np.arcsin(np.clip(self.sun_direction[2], -1.0, 1.0))))
-        return {"lidar_beams": self.lidar_beams, "mount_height_m": round(self.mount_height, 4),
+        shared = {} if self.rig_id is None else {"rig_id": self.rig_id}
+        return {**shared, "lidar_beams": self.lidar_beams, "mount_height_m": round(self.mount_height, 4),
                 "mount_pitch_deg": round(float(np.degrees(self.mount_pitch)), 4),
                 "sun_elevation_deg": round(elevation, 3), "ambient": round(self.ambient, 4),
                 "exposure": round(self.exposure, 4), "image_noise": round(self.image_noise, 4)}
@@ -156,20 +158,57 @@ def _unit_vector(azimuth: float, elevation: float) -> np.ndarray:
     return np.array([np.cos(elevation) * np.cos(azimuth), np.cos(elevation) * np.sin(azimuth), np.sin(elevation)])
 
 
-def build_scene(seed: int, drive_index: int, duration: float, margin: float = 160.0, variety: bool = False) -> Scene:
+def _stream(seed: int, drive_index: int, name: str, side: int = 0) -> np.random.Generator:
+    # One generator per drive, object kind and side: a longer drive only appends objects further along the
+    # street, and changing one kind's rules leaves the others' draws alone.
+    return np.random.default_rng([int(seed), int(drive_index), 0x5CE7E, _STREAMS.index(name), side + 1])
+
+
+def _draw_mount(rng: np.random.Generator) -> tuple[int, float, float]:
+    """LiDAR beams, mount height (m) and pitch (rad): the first draws of a drive's "rig" stream."""
+    beams = int(rng.choice(VARIETY_BEAMS))
+    height = float(rng.uniform(*VARIETY_MOUNT_HEIGHT))
+    pitch = float(np.radians(rng.uniform(*VARIETY_MOUNT_PITCH_DEG)))
+    return beams, height, pitch
+
+
+def rig_group(drive_index: int, drives_per_rig: int = 1) -> tuple[int, int]:
+    """(rig id, first drive of that rig) of drive `drive_index` (1-based) when consecutive groups of
+    `drives_per_rig` drives share one rig: drives 1..N are rig 1, N+1..2N rig 2, ..."""
+    if int(drives_per_rig) != drives_per_rig or drives_per_rig < 1:
+        raise ValueError(f"drives_per_rig must be a positive integer, got {drives_per_rig!r}")
+    if int(drive_index) != drive_index or drive_index < 1:
+        raise ValueError(f"drive indices start at 1, got {drive_index!r}")
+    rig_id = (int(drive_index) - 1) // int(drives_per_rig) + 1
+    return rig_id, (rig_id - 1) * int(drives_per_rig) + 1
+
+
+def build_scene(seed: int, drive_index: int, duration: float, margin: float = 160.0, variety: bool = False,
+                drives_per_rig: int = 1, rig_beams: int | None = None) -> Scene:
     """The street of drive `drive_index`, long enough for `duration` seconds of driving plus `margin` metres
     of scenery behind the start and ahead of the end (the LiDAR sees 120 m).
 
     `variety` also draws the drive's rig and light (its own random stream: the street is the same either
     way): LiDAR beams (VARIETY_BEAMS), mount height and pitch, sun elevation, ambient light, camera
-    exposure and sensor noise. Without it every drive has KITTI's rig and the default camera."""
+    exposure and sensor noise. Without it every drive has KITTI's rig and the default camera.
+
+    With variety, `drives_per_rig` consecutive drives share one rig (`rig_group`): its LiDAR beams, mount
+    height and pitch are those drawn for the group's first drive, while each drive keeps its own street and
+    light; the scene's `rig_id` names the group. `rig_beams` (one of VARIETY_BEAMS) gives every rig that
+    many beams and leaves the other draws as they are. The defaults draw exactly what they always did."""
     if duration < 0:
         raise ValueError(f"duration must be >= 0 s, got {duration}")
+    if not variety and drives_per_rig != 1:
+        raise ValueError(f"drives_per_rig={drives_per_rig!r} needs variety (drives only have rigs of their own "
+                         "with --variety)")
+    if not variety and rig_beams is not None:
+        raise ValueError(f"rig_beams={rig_beams!r} needs variety (drives only have rigs of their own with --variety)")
+    if rig_beams is not None and rig_beams not in VARIETY_BEAMS:
+        raise ValueError(f"rig_beams must be one of {list(VARIETY_BEAMS)}, got {rig_beams!r}")
+    rig_id, first_drive = rig_group(drive_index, drives_per_rig) if variety else (None, drive_index)
 
     def stream(name: str, side: int = 0) -> np.random.Generator:
-        # One generator per object kind and side: a longer drive only appends objects further along the
-        # street, and changing one kind's rules leaves the others' draws alone.
-        return np.random.default_rng([int(seed), int(drive_index), 0x5CE7E, _STREAMS.index(name), side + 1])
+        return _stream(seed, drive_index, name, side)
 
     rng = stream("ego")
     ego = EgoMotion(speed=float(rng.uniform(6.0, 11.0)), lane_y=-LANE_WIDTH / 2,
@@ -279,12 +318,16 @@ def build_scene(seed: int, drive_index: int, duration: float, margin: float = 16
     scene = Scene(static, movers, ego, _unit_vector(sun_azimuth, sun_elevation), (float(x_min), float(x_max)), counts)
     if variety:
         rng = stream("rig")
-        scene.lidar_beams = int(rng.choice(VARIETY_BEAMS))
-        scene.mount_height = float(rng.uniform(*VARIETY_MOUNT_HEIGHT))
-        scene.mount_pitch = float(np.radians(rng.uniform(*VARIETY_MOUNT_PITCH_DEG)))
+        scene.lidar_beams, scene.mount_height, scene.mount_pitch = _draw_mount(rng)
         scene.sun_direction = _unit_vector(sun_azimuth, np.radians(rng.uniform(*VARIETY_SUN_ELEVATION_DEG)))
         scene.ambient = float(rng.uniform(*VARIETY_AMBIENT))
         # Log-uniform: as many drives darker as brighter than the default gain.
         scene.exposure = float(np.exp(rng.uniform(*np.log(VARIETY_EXPOSURE))))
         scene.image_noise = float(rng.uniform(*VARIETY_IMAGE_NOISE))
+        scene.rig_id = rig_id
+        if first_drive != drive_index:
+            # The group's first drive's stream, read in the same order, gives the same sensor and mount.
+            scene.lidar_beams, scene.mount_height, scene.mount_pitch = _draw_mount(_stream(seed, first_drive, "rig"))
+        if rig_beams is not None:
+            scene.lidar_beams = int(rig_beams)
     return scene

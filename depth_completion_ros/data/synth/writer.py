@@ -38,10 +38,11 @@ import numpy as np
 from depth_completion_ros import geometry
 from depth_completion_ros.data import image_io
 from depth_completion_ros.data.synth import oxts, rawcam, sensors
-from depth_completion_ros.data.synth.scene import FRAME_PERIOD, Scene, build_scene
+from depth_completion_ros.data.synth.scene import FRAME_PERIOD, VARIETY_BEAMS, Scene, build_scene
 
-# 1.1: image_00, image_01, image_03 and oxts in the raw drives; 1.2: variety (per-drive rig and light)
-GENERATOR_VERSION = "1.2"
+# 1.1: image_00, image_01, image_03 and oxts in the raw drives; 1.2: variety (per-drive rig and light);
+# 1.3: drives sharing a rig (drives_per_rig, rig_beams) and each rig record's rig_id
+GENERATOR_VERSION = "1.3"
 DATE = "2000_01_01"  # cannot be mistaken for a KITTI recording (2011)
 CROP_HEIGHT, CROP_WIDTH = 352, 1216  # val_selection_cropped
 LOWER_FRACTION = 0.6  # "lower image" = the bottom 60 % of the rows, where the LiDAR lands
@@ -137,7 +138,8 @@ def _round(value: float) -> float:
 def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, seed: int = 0,
                      val_drives: int | None = None, progress: bool | Callable = True,
                      lidar: sensors.VelodyneModel | None = None, gt_neighbours: int = GT_NEIGHBOURS,
-                     variety: bool = False, raw_camera=None) -> dict:
+                     variety: bool = False, raw_camera=None, drives_per_rig: int = 1,
+                     rig_beams: int | None = None) -> dict:
     """Generate `drives` drives of `frames` frames (10 Hz) of the synthetic street world under `out_dir`:
     complete KITTI raw drives (four cameras, Velodyne, OXTS) and the depth-completion folders of image_02.
 
@@ -153,6 +155,14 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
     stay KITTI's), sun elevation, ambient light, exposure and image noise; the manifest records each
     drive's under "rig". The ground truth is still accumulated from `lidar` (the 64-beam model by default)
     on the drive's rig, so its density does not follow the input's beams.
+
+    `drives_per_rig` (with `variety`) makes consecutive groups of that many drives share one rig: drives
+    1..N have rig 1's LiDAR beams, mount height and pitch (those drawn for drive 1), N+1..2N rig 2's, and
+    so on, while every drive keeps its own street and light. A model can then be adapted on some drives of
+    a rig and scored on others. `rig_beams` (with `variety`; one of `scene.VARIETY_BEAMS`) gives every rig
+    that many beams. Each drive's "rig" record carries its `rig_id` (1-based group number), and the
+    manifest `drives_per_rig` (and `rig_beams` when given). The defaults write what 1.2 wrote (the
+    manifest aside).
 
     `raw_camera` makes raw-camera drives (see `rawcam`): "MODEL[:c1,c2,...]" (e.g. "plumb_bob:-0.3,0.1,0,0,0";
     without coefficients the model's `rawcam.DEFAULT_DISTORTION`), a dict(model=, D=, R=) or a
@@ -177,6 +187,13 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
         raise ValueError(f"val_drives must be an integer in 0..{drives} (the number of drives), got {val_drives!r}")
     if int(gt_neighbours) != gt_neighbours or gt_neighbours < 0:
         raise ValueError(f"gt_neighbours must be a non-negative integer, got {gt_neighbours!r}")
+    if int(drives_per_rig) != drives_per_rig or drives_per_rig < 1:
+        raise ValueError(f"drives_per_rig (--drives-per-rig) must be a positive integer, got {drives_per_rig!r}")
+    if rig_beams is not None and rig_beams not in VARIETY_BEAMS:
+        raise ValueError(f"rig_beams (--rig-beams) must be one of {list(VARIETY_BEAMS)}, got {rig_beams!r}")
+    if not variety and (drives_per_rig != 1 or rig_beams is not None):
+        option = "drives_per_rig (--drives-per-rig)" if drives_per_rig != 1 else "rig_beams (--rig-beams)"
+        raise ValueError(f"{option} needs variety (--variety): without it every drive has the default rig")
     raw_spec = rawcam.as_spec(raw_camera)
     lidar = sensors.VelodyneModel() if lidar is None else lidar
     out_dir = Path(out_dir)
@@ -210,7 +227,8 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
     for drive_index in range(1, drives + 1):
         name = drive_name(drive_index)
         split = "val" if drive_index > drives - val_drives else "train"
-        scene = build_scene(seed, drive_index, (frames - 1) * FRAME_PERIOD, variety=variety)
+        scene = build_scene(seed, drive_index, (frames - 1) * FRAME_PERIOD, variety=variety,
+                            drives_per_rig=drives_per_rig, rig_beams=rig_beams)
         drive_lidar = lidar if scene.lidar_beams is None else dataclasses.replace(lidar, beams=scene.lidar_beams)
         texture_seed = int(np.random.default_rng([seed, drive_index, 7]).integers(2 ** 31))
         geo = oxts.draw_reference(np.random.default_rng([seed, drive_index, 8]))
@@ -311,6 +329,8 @@ def generate_dataset(out_dir: str | Path, drives: int = 1, frames: int = 10, see
         "version": GENERATOR_VERSION,
         "seed": int(seed),
         "variety": bool(variety),
+        **({"drives_per_rig": int(drives_per_rig)} if variety else {}),
+        **({"rig_beams": int(rig_beams)} if rig_beams is not None else {}),
         "date": DATE,
         "drives": drive_records,
         "frames_per_drive": int(frames),
