@@ -22,6 +22,7 @@ COMMANDS = {
     "eval-kitti": "eval_kitti",
     "play": "play",
     "train": "train",
+    "adapt": "adapt",
     "prune-test": "prune_test",
     "ros-setup": "ros_setup",
 }

@@ -17,7 +17,9 @@ A configuration is a YAML mapping with these sections (every key optional unless
                   refine (bool), batch_size, random_crop}; absent: one stage "all" of schedule.epochs
     distillation: type (none | feature | blackbox) and the keys of that type (see DistillationConfig)
     seed, deterministic, device (auto | cpu | cuda), output, save_every_steps, progress, tensorboard,
-    best_metric (rmse_mm | mae_mm | irmse_1km | imae_1km: the validation figure best.pt minimises)
+    best_metric (rmse_mm | mae_mm | irmse_1km | imae_1km: the validation figure best.pt minimises),
+    validate_start (validate the starting weights before the first epoch: they are best.pt until an
+    epoch beats them, so a fine-tune never ends worse than where it started on the validation figure)
 
 Unknown keys, wrong types and out-of-range values raise `ConfigError` (a ValueError) naming the key by
 its dotted path, e.g. `data.batch_size` or `stages[1].train`.
@@ -545,6 +547,7 @@ class TrainConfig:
     progress: bool = True
     tensorboard: bool | str = "auto"
     best_metric: str = "rmse_mm"
+    validate_start: bool = False
 
     @classmethod
     def from_dict(cls, data: Any, source: str = "configuration") -> "TrainConfig":
@@ -586,6 +589,8 @@ class TrainConfig:
             out.tensorboard = value
         if "best_metric" in data:
             out.best_metric = _choice(data["best_metric"], "best_metric", BEST_METRICS)
+        if "validate_start" in data:
+            out.validate_start = _boolean(data["validate_start"], "validate_start")
         out.validate()
         return out
 
@@ -650,6 +655,8 @@ class TrainConfig:
             out["loss"].pop("intermediate")
         if not self.model.new_layers:
             out["model"].pop("new_layers")
+        if not self.validate_start:
+            out.pop("validate_start")
         kind = self.distillation.type
         foreign = {"none": DistillationConfig.FEATURE_KEYS + DistillationConfig.BLACKBOX_KEYS + ("teacher",),
                    "feature": DistillationConfig.BLACKBOX_KEYS, "blackbox": DistillationConfig.FEATURE_KEYS}[kind]

@@ -373,6 +373,8 @@ class Trainer:
         barrier(self.context)
         total = self.config.total_epochs
         end = total if max_epochs is None else min(total, self.epoch + max_epochs)
+        if self.config.validate_start and self.step == 0 and self.batches_done == 0 and not self.history:
+            self._validate_start()
         try:
             while self.epoch < end:
                 stage_index, _ = self.stage_of_epoch(self.epoch)
@@ -390,6 +392,24 @@ class Trainer:
         return {"epochs": self.epoch, "step": self.step, "best_metric": self.config.best_metric,
                 "best_val": self.best_value,
                 "last_val": self.last_val, "out_dir": str(self.out_dir)}
+
+    def _validate_start(self) -> None:
+        """Score the starting weights (log row of epoch 0, stage "start") and keep them as best.pt."""
+        started = time.perf_counter()
+        val = self.validate(refine=self.stages[0].refine)
+        if not val:
+            return
+        self.last_val = val
+        self.best_value = val[self.config.best_metric]
+        row = {"epoch": 0, "step": 0, "stage": "start", "lr": float("nan"), "train_loss": float("nan")}
+        row.update({f"val_{column}": val[column] for column in VAL_COLUMNS})
+        row["seconds"] = round(time.perf_counter() - started, 3)
+        self.history.append(row)
+        if self.context.is_main:
+            self._write_log_row(row)
+            LOGGER.info("starting weights: val RMSE %.1f mm, MAE %.1f mm", val["rmse_mm"], val["mae_mm"])
+            save_checkpoint(self.out_dir / BEST_CHECKPOINT, self.model, self._metadata(with_state=False))
+        barrier(self.context)
 
     def _teacher_outputs(self, names, rgb, sparse):
         if not getattr(self.criterion, "needs_teacher", False):
@@ -444,7 +464,7 @@ class Trainer:
             if self.batches_done % CHECK_EVERY == 0 or self.batches_done == total_batches:
                 self._check_finite(sums["loss"], stage, epoch)
                 if show:
-                    batches.set_postfix(loss=f"{loss.item():.4g}")
+                    batches.set_postfix(loss=f"{loss.item():.4g}", **self._val_postfix())
             if (self.config.save_every_steps and self.step % self.config.save_every_steps == 0
                     and self.batches_done < total_batches):
                 self._epoch_sums = {k: float(v) for k, v in sums.items()}
@@ -488,6 +508,13 @@ class Trainer:
         if improved and self.context.is_main:
             save_checkpoint(self.out_dir / BEST_CHECKPOINT, self.model, self._metadata(with_state=False))
         barrier(self.context)
+
+    def _val_postfix(self) -> dict:
+        """The last validation figure (and the best so far) for the progress bar."""
+        if not self.last_val:
+            return {}
+        metric = self.config.best_metric
+        return {f"val_{metric}": f"{self.last_val[metric]:.1f}", "best": f"{self.best_value:.1f}"}
 
     def _check_finite(self, loss_sum: torch.Tensor, stage: StageConfig, epoch: int) -> None:
         if not torch.isfinite(loss_sum):

@@ -1,0 +1,1 @@
+"""Adaptation of a model to a user's own vehicle from its recordings, without ground truth (`dcros adapt`)."""
