@@ -159,9 +159,23 @@ def _error_summary(errors: list[np.ndarray]) -> dict | None:
             "share_off_by_more_than_1m": float(np.mean(np.abs(error) > 1.0)), "frames": len(errors)}
 
 
-def kitti_ground_truth(depth_root: Path):
-    """`ground_truth` for build_dataset: a KITTI raw drive's annotated PNG under `depth_root`, if any."""
+def kitti_ground_truth(kitti_root: Path):
+    """`ground_truth` for build_dataset: the annotated PNG (data_depth_annotated/) of the KITTI raw frame under
+    `kitti_root` whose camera stamp equals the frame's (a bag written by `dcros kitti2bag` keeps the drive's
+    stamps), else of the same drive and frame number; None where there is none."""
+    from depth_completion_ros.data.kitti import KittiRawDrive, list_raw_drives
+
+    kitti_root = Path(kitti_root)
+    by_stamp = {}
+    for name in list_raw_drives(kitti_root / "kitti_raw"):
+        drive = KittiRawDrive(kitti_root / "kitti_raw", name)
+        for frame_id, stamp in enumerate(drive.image_timestamps_ns):
+            by_stamp[int(stamp)] = (drive, frame_id)
+
     def lookup(recording: Recording, frame_id: int):
-        path = recording.drive.annotation_path(depth_root, frame_id)
+        stamps = recording.drive.image_timestamps_ns
+        drive, source_frame = by_stamp.get(int(stamps[frame_id]) if frame_id < len(stamps) else -1,
+                                           (recording.drive, frame_id))
+        path = drive.annotation_path(kitti_root, source_frame)
         return None if path is None else read_depth_png(path)
     return lookup

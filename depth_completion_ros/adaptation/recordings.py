@@ -179,6 +179,9 @@ def check_ego_motion(bag_path: Path, available: dict, transforms: TimedTransform
             f"bag {bag_path}: no {TF_TOPIC} transform moves the LiDAR's frame {lidar_frame!r} (its tree: {path}); "
             f"adaptation needs the vehicle's motion above it ({example}); moving transforms in the bag: "
             f"{', '.join(f'{p} -> {c}' for p, c in moving) or 'none'}")
+    if not any((parent, child) in transforms.moving_edges for parent, child, _ in chain):
+        LOGGER.warning("bag %s: the /tf transforms above the LiDAR's frame %r never change: the vehicle stood "
+                       "still, and accumulating its sweeps adds nothing", bag_path, lidar_frame)
     return chain[-1][0]
 
 

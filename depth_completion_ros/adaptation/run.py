@@ -84,12 +84,15 @@ def check_recordings(paths: list[Path], bag_options: dict) -> None:
         check_ego_motion(path, available, read_transforms(path, available), first.msg.header.frame_id.lstrip("/"))
 
 
-def _train_config(checkpoint, init: Path, data_root: Path, options: TrainingOptions, crop, progress: bool):
+def fine_tune_config(checkpoint, init: Path, data_root: Path, options: TrainingOptions, crop, progress: bool,
+                     val_split: str | None = "val"):
+    """The trainer's configuration of a fine-tune of `checkpoint` (read from `init`) on a KITTI-layout root.
+    With validation, the starting weights are scored first and kept until an epoch beats them."""
     from depth_completion_ros.training.config import TrainConfig
 
     return TrainConfig.from_dict({
         "model": {"name": checkpoint.architecture, "kwargs": dict(checkpoint.kwargs), "init": str(init)},
-        "data": {"root": str(data_root), "train_split": "train", "val_split": "val", "crop": list(crop),
+        "data": {"root": str(data_root), "train_split": "train", "val_split": val_split, "crop": list(crop),
                  "random_crop": [min(a, b) for a, b in zip(options.random_crop, crop)] if options.random_crop else None,
                  "augment": True, "batch_size": options.batch_size, "val_batch_size": 1,
                  "workers": options.workers, "limit_val": options.limit_val},
@@ -97,14 +100,14 @@ def _train_config(checkpoint, init: Path, data_root: Path, options: TrainingOpti
         "schedule": {"type": "cosine", "epochs": options.epochs, "min_lr": options.min_lr},
         "loss": {"type": options.loss},
         "seed": options.seed, "device": options.device, "progress": progress, "tensorboard": False,
-        "best_metric": options.best_metric, "validate_start": True,
+        "best_metric": options.best_metric, "validate_start": val_split is not None,
     }, source="adaptation")
 
 
-def _crop_for(recordings) -> tuple[int, int]:
+def crop_for(drives) -> tuple[int, int]:
     """KITTI's 352x1216 bottom crop, shrunk to the smallest image (the top rows have no LiDAR returns)."""
-    height = min(r.drive.calibration.camera.height for r in recordings)
-    width = min(r.drive.calibration.camera.width for r in recordings)
+    height = min(d.calibration.camera.height for d in drives)
+    width = min(d.calibration.camera.width for d in drives)
     return min(352, height), min(1216, width)
 
 
@@ -140,10 +143,7 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
         LOGGER.info("resuming: the data set in %s is reused", data_root)
         from depth_completion_ros.data.kitti import KittiRawDrive
 
-        crop_recordings = [KittiRawDrive(data_root / "kitti_raw", r["drive"]) for r in manifest["recordings"]]
-        height = min(d.calibration.camera.height for d in crop_recordings)
-        width = min(d.calibration.camera.width for d in crop_recordings)
-        crop = (min(352, height), min(1216, width))
+        crop = crop_for([KittiRawDrive(data_root / "kitti_raw", r["drive"]) for r in manifest["recordings"]])
     else:
         if data_root.exists():
             shutil.rmtree(data_root)
@@ -154,14 +154,14 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
         lookup = kitti_ground_truth(Path(options.ground_truth)) if options.ground_truth else None
         manifest = build_dataset(recordings, data_root, options.data, progress=options.progress, ground_truth=lookup)
         stamp_path.write_text(json.dumps(wanted, indent=2) + "\n")
-        crop = _crop_for(recordings)
+        crop = crop_for([r.drive for r in recordings])
         data_seconds = time.perf_counter() - started
     if manifest["train_frames"] == 0 or manifest["val_frames"] == 0:
         raise ValueError(f"the recordings give {manifest['train_frames']} training and {manifest['val_frames']} "
                          "validation frames; adaptation needs both (more frames, or another val_fraction)")
 
     train_dir = out_dir / "train"
-    config = _train_config(checkpoint, init, data_root, options.training, crop, options.progress)
+    config = fine_tune_config(checkpoint, init, data_root, options.training, crop, options.progress)
     resume_from = find_resume_checkpoint("auto", train_dir) if resume else None
     if not resume and train_dir.exists():
         shutil.rmtree(train_dir)

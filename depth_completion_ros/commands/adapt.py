@@ -40,8 +40,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--hold-out", type=float, default=data.hold_out,
                        help="share of each sweep's returns held out of the input (default: %(default)s)")
     group.add_argument("--ground-truth", default=None, metavar="KITTI_ROOT",
-                       help="a KITTI root with data_depth_annotated/ to report the targets' own accuracy against "
-                            "(KITTI raw drives only; never used for training)")
+                       help="a KITTI root (kitti_raw/, data_depth_annotated/) to report the targets' own accuracy "
+                            "against: frames matched by camera stamp (bags written by dcros kitti2bag keep them) or "
+                            "by drive and frame; never used for training")
     group = parser.add_argument_group("training")
     group.add_argument("--epochs", type=int, default=training.epochs)
     group.add_argument("--lr", type=float, default=training.lr, help="start of the cosine schedule")

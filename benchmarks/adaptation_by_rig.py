@@ -1,0 +1,164 @@
+"""Adaptation to an unseen rig without ground truth (`dcros adapt`), against a fine-tune with ground truth.
+
+For each rig (a LiDAR with `--beams` beams, its mount and camera; `dcros synth --variety --drives-per-rig`),
+a world of four drives of that rig on other streets and in other light: drives A (1, 2) are the user's
+recordings, drives B (3, 4) the test. Steps, each skipped when its output exists (the script resumes):
+
+1. the world: `dcros synth --variety --drives-per-rig 4 --rig-beams B --drives 4 --val-drives 2`;
+2. drives A as bags without their ground-truth topic: `dcros kitti2bag --no-ground-truth`;
+3. `dcros adapt` on those bags (ground truth only to report the targets' own error);
+4. the upper bound: the same fine-tune (model, epochs, schedule, crops, loss) on drives A *with* their
+   ground truth, its last epoch;
+5. `dcros eval-kitti` on drives B (their ground truth) for the shipped model, the adapted one, the
+   ground-truth fine-tune and both classical fills.
+
+"Gap closed" = (shipped - adapted) / (shipped - ground-truth fine-tune), per metric.
+
+    python benchmarks/adaptation_by_rig.py --work runs/adaptation_bench --rig 32:301 --rig 128:302 \\
+        --frames 24 --epochs 8 --json benchmarks/results/adaptation_by_rig.json
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_machine, write_json  # noqa: E402
+from heldout_by_rig import drive_rigs, evaluate  # noqa: E402
+
+from depth_completion_ros.cli import main as dcros  # noqa: E402
+
+FILLS = ("baseline:nearest", "baseline:morphological")
+
+
+def _dcros(argv: list[str]) -> None:
+    if dcros(argv) != 0:
+        raise RuntimeError(f"dcros {' '.join(argv)} failed (see its message above)")
+
+
+def ground_truth_fine_tune(world: Path, out: Path, model: str, epochs: int) -> tuple[Path, float]:
+    """Step 4: the adaptation's fine-tune recipe on drives A with their ground truth; (last.pt, seconds)."""
+    from depth_completion_ros.adaptation.run import TrainingOptions, crop_for, fine_tune_config
+    from depth_completion_ros.data.kitti import KittiRawDrive
+    from depth_completion_ros.model_zoo import checkpoint_of
+    from depth_completion_ros.models.checkpoint import load_checkpoint
+    from depth_completion_ros.training.trainer import LAST_CHECKPOINT, Trainer
+
+    last = out / LAST_CHECKPOINT
+    timing = out / "seconds.json"
+    if last.is_file() and timing.is_file():
+        return last, json.loads(timing.read_text())["seconds"]
+    init = checkpoint_of(model)
+    drives = [KittiRawDrive(world / "kitti_raw", name) for name in drive_rigs(world)]
+    config = fine_tune_config(load_checkpoint(init), init, world, TrainingOptions(epochs=epochs), crop_for(drives),
+                              progress=False, val_split=None)
+    started = time.perf_counter()
+    Trainer(config, out_dir=out).fit()
+    seconds = time.perf_counter() - started
+    timing.write_text(json.dumps({"seconds": seconds}) + "\n")
+    return last, seconds
+
+
+def run_rig(work: Path, beams: int, seed: int, frames: int, epochs: int, models: list[str]) -> dict:
+    world = work / f"rig{beams}_seed{seed}"
+    if not (world / "synth_manifest.json").is_file():
+        _dcros(["synth", "--out", str(world), "--variety", "--drives-per-rig", "4", "--rig-beams", str(beams),
+                "--drives", "4", "--val-drives", "2", "--frames", str(frames), "--seed", str(seed), "--no-progress"])
+    manifest = json.loads((world / "synth_manifest.json").read_text())
+    train_drives = manifest["splits"]["train"]
+    bags = []
+    for name in train_drives:
+        bag = world / "bags" / name
+        if not bag.exists():
+            _dcros(["kitti2bag", "--kitti-root", str(world), "--drive", name, "--out", str(bag), "--no-ground-truth"])
+        bags.append(bag)
+    report = {"beams": beams, "seed": seed, "world": str(world), "rig": manifest["drives"][0]["rig"],
+              "adapt_drives": train_drives, "test_drives": manifest["splits"]["val"], "models": {}}
+    scores = {}
+    for model in models:
+        out = world / f"adapt_{Path(model).stem}"
+        summary_path = out / "adaptation.json"
+        if not summary_path.is_file():
+            started = time.perf_counter()
+            _dcros(["adapt", *map(str, bags), "--model", model, "--out", str(out), "--epochs", str(epochs),
+                    "--ground-truth", str(world), "--no-progress"])
+            (out / "wall_seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - started}) + "\n")
+        summary = json.loads(summary_path.read_text())
+        adapt_seconds = json.loads((out / "wall_seconds.json").read_text())["seconds"]
+        upper, upper_seconds = ground_truth_fine_tune(world, world / f"gt_finetune_{Path(model).stem}", model, epochs)
+        entries = {"shipped": model, "adapted": str(out / "adapted.pt"), "ground-truth fine-tune": str(upper)}
+        scored = {label: evaluate(source, world, "val", world / "eval" / f"{Path(model).stem}_{label.split()[0]}",
+                                  None)["all"] for label, source in entries.items()}
+        gap = {metric: _gap(scored, metric) for metric in ("rmse_mm", "mae_mm")}
+        report["models"][model] = {
+            "scores": scored, "gap_closed": gap, "targets_vs_ground_truth": summary["data"]["target_vs_ground_truth"],
+            "target_density": [r["target_density"] for r in summary["recordings"]],
+            "sweep_density": [r["sweep_density"] for r in summary["recordings"]],
+            "hold_out_before": summary["hold_out_before"], "hold_out_after": summary["hold_out_after"],
+            "best_epoch": summary["best_epoch"], "adapt_wall_s": round(adapt_seconds, 1),
+            "adapt_seconds": summary["seconds"], "ground_truth_fine_tune_s": round(upper_seconds, 1),
+        }
+    for fill in FILLS:
+        scores[fill] = evaluate(fill, world, "val", world / "eval" / fill.split(":")[1], None)["all"]
+    report["fills"] = scores
+    return report
+
+
+def _gap(scored: dict, metric: str) -> float | None:
+    shipped, adapted, upper = (scored[k][metric] for k in ("shipped", "adapted", "ground-truth fine-tune"))
+    return None if shipped - upper <= 0 else (shipped - adapted) / (shipped - upper)
+
+
+def markdown(reports: list[dict], command: str) -> str:
+    lines = ["# Adaptation without ground truth, per unseen rig", "",
+             "Drives B of each rig (never seen by any model) scored with their ground truth; mean over frames, "
+             "RMSE / MAE mm. Produced by:", "", f"    {command}", ""]
+    for report in reports:
+        rig = report["rig"]
+        lines += [f"## {report['beams']}-beam rig (mount {rig['mount_height_m']:.2f} m, pitch "
+                  f"{rig['mount_pitch_deg']:+.1f}°; world seed {report['seed']})", "",
+                  "| model | shipped | adapted (no ground truth) | ground-truth fine-tune | gap closed RMSE / MAE | "
+                  "adapt wall s | targets vs ground truth RMSE / MAE |",
+                  "|---|---:|---:|---:|---:|---:|---:|"]
+        for model, entry in report["models"].items():
+            cells = [f"{entry['scores'][k]['rmse_mm']:.0f} / {entry['scores'][k]['mae_mm']:.0f}"
+                     for k in ("shipped", "adapted", "ground-truth fine-tune")]
+            gap = " / ".join("-" if entry["gap_closed"][m] is None else f"{100 * entry['gap_closed'][m]:.0f} %"
+                             for m in ("rmse_mm", "mae_mm"))
+            truth = entry["targets_vs_ground_truth"] or {}
+            lines.append(f"| {model} | {' | '.join(cells)} | {gap} | {entry['adapt_wall_s']:.0f} | "
+                         f"{truth.get('rmse_mm', float('nan')):.0f} / {truth.get('mae_mm', float('nan')):.0f} |")
+        fills = ", ".join(f"{name.split(':')[1]} {s['rmse_mm']:.0f} / {s['mae_mm']:.0f}"
+                          for name, s in report["fills"].items())
+        lines += ["", f"Classical fills on the same frames: {fills}.", ""]
+    return "\n".join(lines) + "\n"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--work", type=Path, required=True, help="working folder (worlds, bags, runs)")
+    parser.add_argument("--rig", action="append", required=True, metavar="BEAMS:SEED",
+                        help="a rig to measure: LiDAR beams (32, 64, 128) and the world's seed (repeatable)")
+    parser.add_argument("--frames", type=int, default=24, help="frames per drive (default 24)")
+    parser.add_argument("--epochs", type=int, default=8)
+    parser.add_argument("--models", nargs="+", default=["default"])
+    parser.add_argument("--json", default=None)
+    args = parser.parse_args(argv)
+    reports = []
+    for rig in args.rig:
+        beams, seed = (int(v) for v in rig.split(":"))
+        reports.append(run_rig(args.work, beams, seed, args.frames, args.epochs, args.models))
+    command = "python benchmarks/adaptation_by_rig.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = markdown(reports, command)
+    print(text)
+    if args.json:
+        write_json(args.json, {"rigs": reports, "machine": describe_machine(), "command": command})
+        Path(args.json).with_suffix(".md").write_text(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
