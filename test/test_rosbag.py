@@ -283,7 +283,8 @@ def check_kitti_bag(bag_path: Path, kitti_root: Path, drive_name: str, frame_ids
                                       read_depth_png(drive.annotation_path(kitti_root, frame_id)))
 
     ((tf_stamp, tf),) = topics["/tf_static"]
-    assert tf_stamp == min(images[0][0], clouds[0][0])
+    # First in the bag, also before an OXTS packet on /tf (the ego motion) that precedes its frame's sensors.
+    assert tf_stamp == min(images[0][0], clouds[0][0], *(stamp for stamp, _ in topics.get("/tf", [])))
     poses = {(t.header.frame_id, t.child_frame_id): m.transform_from_msg(t) for t in tf.transforms}
     chained = np.linalg.inv(poses[("base_link", "camera_color_left")]) @ poses[("base_link", "velo_link")]
     # Calibration files keep 7 significant digits, so their rotation is orthonormal only to ~1e-7 and a

@@ -4,7 +4,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-HELP = "convert a KITTI raw drive (camera 02, Velodyne, calibration, depth ground truth) into a rosbag2"
+HELP = ("convert a KITTI raw drive (camera 02, Velodyne, calibration, OXTS ego motion on /tf, depth ground truth) "
+        "into a rosbag2")
 
 
 def configure(parser: argparse.ArgumentParser) -> None:

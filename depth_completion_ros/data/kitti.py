@@ -3,9 +3,10 @@ benchmark (train / val / val_selection_cropped) as a map-style data set for PyTo
 torch tensors: PyTorch is imported when an item is read; `load` gives numpy arrays without it).
 
 Layout under the dataset root (the real KITTI one, also written by the synthetic world generator):
-  kitti_raw/<date>/calib_cam_to_cam.txt, calib_velo_to_cam.txt
+  kitti_raw/<date>/calib_cam_to_cam.txt, calib_velo_to_cam.txt, calib_imu_to_velo.txt
   kitti_raw/<date>/<date>_drive_<nnnn>_sync/image_0{2,3}/data/%010d.png, image_0X/timestamps.txt
   kitti_raw/<date>/<date>_drive_<nnnn>_sync/velodyne_points/data/%010d.bin, velodyne_points/timestamps.txt
+  kitti_raw/<date>/<date>_drive_<nnnn>_sync/oxts/data/%010d.txt, oxts/timestamps.txt (GPS/IMU: `data.oxts`)
   data_depth_velodyne/{train,val}/<drive>/proj_depth/velodyne_raw/image_0X/%010d.png
   data_depth_annotated/{train,val}/<drive>/proj_depth/groundtruth/image_0X/%010d.png
   data_depth_selection/val_selection_cropped/{image,velodyne_raw,groundtruth_depth,intrinsics}/
@@ -37,6 +38,7 @@ from depth_completion_ros.geometry import (
     bottom_crop_offsets,
     calib_matrix,
     load_kitti_calibration,
+    make_transform,
     read_calib_file,
     read_intrinsics_txt,
 )
@@ -118,7 +120,8 @@ def _date_of(drive: str) -> str:
 
 
 class KittiRawDrive:
-    """One KITTI raw drive: frame ids, timestamps, images, Velodyne scans and the date's calibration."""
+    """One KITTI raw drive: frame ids, timestamps, images, Velodyne scans, the date's calibration and the
+    ego motion of the OXTS packets (`velodyne_poses`)."""
 
     def __init__(self, raw_root: str | Path, drive: str):
         self.raw_root = Path(raw_root)
@@ -163,6 +166,33 @@ class KittiRawDrive:
     def velodyne_timestamps_ns(self) -> np.ndarray:
         """Velodyne timestamps (int64 ns; KITTI's time the scanner faced forward), one per scan."""
         return read_timestamps(self.path / "velodyne_points" / "timestamps.txt")
+
+    @cached_property
+    def oxts_timestamps_ns(self) -> np.ndarray:
+        """OXTS timestamps (int64 ns), one per packet of oxts/data (frame k's is line k)."""
+        return read_timestamps(self.path / "oxts" / "timestamps.txt")
+
+    @cached_property
+    def imu_to_velo(self) -> np.ndarray:
+        """4x4 IMU (OXTS unit) -> Velodyne, pykitti's T_velo_imu: R and T of the date's calib_imu_to_velo.txt."""
+        path = self.raw_root / self.date / "calib_imu_to_velo.txt"
+        values = read_calib_file(path)
+        return make_transform(calib_matrix(values, "R", (3, 3), str(path)),
+                              calib_matrix(values, "T", (3,), str(path)))
+
+    @cached_property
+    def _imu_poses(self) -> np.ndarray:
+        from depth_completion_ros.data.oxts import imu_poses, read_oxts
+
+        return imu_poses(read_oxts(self.path)[1])
+
+    def velodyne_poses(self) -> dict[int, np.ndarray]:
+        """{frame id: 4x4 Velodyne -> world} of every OXTS packet: T_w_imu @ inv(T_velo_imu), with pykitti's
+        world (`data.oxts.imu_poses`: east-north-up, origin at the first packet's IMU position). The ego motion
+        of the drive; a drive without oxts/ or without calib_imu_to_velo.txt: FileNotFoundError naming it."""
+        # The exact inverse, as pykitti's: the file's 7-digit rotation is orthonormal only to ~1e-7.
+        velo_to_imu = np.linalg.inv(self.imu_to_velo)
+        return {frame: pose @ velo_to_imu for frame, pose in enumerate(self._imu_poses)}
 
     def image_path(self, frame_id: int, camera: str = "image_02") -> Path:
         return self.path / _camera_folder(camera) / "data" / f"{int(frame_id):010d}.png"

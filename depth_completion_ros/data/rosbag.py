@@ -247,6 +247,8 @@ KITTI_CAMERA_INFO_TOPIC = "/kitti/camera_color_left/camera_info"
 KITTI_DEPTH_GT_TOPIC = "/kitti/camera_color_left/depth_gt"
 KITTI_CLOUD_TOPIC = "/kitti/velo/pointcloud"
 TF_STATIC_TOPIC = "/tf_static"
+TF_TOPIC = "/tf"
+KITTI_WORLD_FRAME = "world"  # the OXTS world: east-north-up, origin at the drive's first IMU position
 KITTI_BASE_FRAME = "base_link"
 KITTI_CAMERA_FRAME = "camera_color_left"  # camera 02's optical frame (a raw-camera drive: the raw camera's)
 KITTI_LIDAR_FRAME = "velo_link"
@@ -262,6 +264,20 @@ def kitti_static_transforms(lidar_to_camera) -> list[tuple[str, str, Any]]:
         (KITTI_BASE_FRAME, KITTI_LIDAR_FRAME, np.eye(4)),
         (KITTI_BASE_FRAME, KITTI_CAMERA_FRAME, invert_transform(np.asarray(lidar_to_camera, dtype=np.float64))),
     ]
+
+
+def kitti_ego_motion(drive, frame_ids: Iterable[int]) -> dict[int, tuple[int, np.ndarray]] | None:
+    """{frame id: (OXTS stamp in ns, 4x4 base_link -> world)} of the selected frames of a KITTI raw drive:
+    the Velodyne's pose (`KittiRawDrive.velodyne_poses`), since base_link is the LiDAR's frame here. None, with
+    one warning, where the drive has no oxts/ or its date no calib_imu_to_velo.txt."""
+    try:
+        poses = drive.velodyne_poses()
+        stamps = drive.oxts_timestamps_ns
+    except FileNotFoundError as error:
+        LOGGER.warning("%s has no ego motion (%s): the bag gets no %s", drive.name, error, TF_TOPIC)
+        return None
+    # One packet per line of oxts/timestamps.txt (`data.oxts.read_oxts`): a frame with a stamp has a pose.
+    return {frame_id: (_timestamp(stamps, frame_id, "oxts"), poses[frame_id]) for frame_id in frame_ids}
 
 
 def _timestamp(timestamps, frame_id: int, what: str) -> int:
@@ -298,9 +314,12 @@ def write_kitti_drive_bag(
     baseline of camera 02 lives in /tf_static instead of P's Tx), the Velodyne as PointCloud2 (FLOAT32
     x, y, z, i in velo_link), /tf_static once at the start (TRANSIENT_LOCAL), and, where the KITTI root
     `depth_root` holds a ground-truth PNG for a frame (data_depth_annotated/{train,val}/<drive>/...), that
-    depth as a 32FC1 image in metres (NaN = no ground truth) with the camera image's header. Stamps come
-    from the drive's timestamps files; each message is recorded at its header stamp. A failure removes the
-    partly written bag. Returns {topic: message count}.
+    depth as a 32FC1 image in metres (NaN = no ground truth) with the camera image's header. The ego motion
+    goes on /tf as kitti2bag writes it: one world -> base_link transform per frame at the frame's OXTS
+    timestamp (`kitti_ego_motion`: the Velodyne's pose in the OXTS world, base_link being the LiDAR's frame);
+    a drive without oxts/ or calib_imu_to_velo.txt gets no /tf (a warning says so). Stamps come from the
+    drive's timestamps files; each message is recorded at its header stamp. A failure removes the partly
+    written bag. Returns {topic: message count}.
 
     A synthetic raw-camera drive (`dcros synth --raw-camera`; `raw_camera` "auto" finds it with
     `data.kitti.raw_camera_of_drive` from the drive's KITTI root, or give the `raw_camera.RawCamera`, or None
@@ -333,6 +352,7 @@ def write_kitti_drive_bag(
         )
         for frame_id in frame_ids
     }
+    ego_motion = kitti_ego_motion(drive, frame_ids)
     ground_truth = {}
     if depth_root is not None:
         for frame_id in frame_ids:
@@ -347,8 +367,13 @@ def write_kitti_drive_bag(
         bag.add_topic(KITTI_CLOUD_TOPIC, "sensor_msgs/msg/PointCloud2")
         if ground_truth:
             bag.add_topic(KITTI_DEPTH_GT_TOPIC, "sensor_msgs/msg/Image")
+        if ego_motion is not None:
+            bag.add_topic(TF_TOPIC, "tf2_msgs/msg/TFMessage")
 
+        # /tf_static first: an OXTS packet may come a little before the camera and the scan of its frame.
         start_ns = min(min(pair) for pair in stamps.values())
+        if ego_motion is not None:
+            start_ns = min(start_ns, min(stamp for stamp, _ in ego_motion.values()))
         static = [
             messages.build_transform_stamped(types, messages.build_header(types, start_ns, parent), child, pose)
             for parent, child, pose in kitti_static_transforms(lidar_to_camera)
@@ -358,6 +383,11 @@ def write_kitti_drive_bag(
 
         for frame_id in tqdm(frame_ids, desc=f"kitti2bag {drive.name}", unit="frame", disable=not progress):
             image_ns, velo_ns = stamps[frame_id]
+            if ego_motion is not None:
+                oxts_ns, pose = ego_motion[frame_id]
+                moved = messages.build_transform_stamped(
+                    types, messages.build_header(types, oxts_ns, KITTI_WORLD_FRAME), KITTI_BASE_FRAME, pose)
+                bag.write(TF_TOPIC, oxts_ns, messages.make_message(types["tf2_msgs/msg/TFMessage"], transforms=[moved]))
             rgb = drive.read_image(frame_id)
             if rgb.shape[:2] != (camera.height, camera.width):
                 raise BagError(

@@ -39,7 +39,7 @@ from depth_completion_ros.cli import main as dcros  # noqa: E402
 from depth_completion_ros.data import messages  # noqa: E402
 from depth_completion_ros.data.kitti import KittiRawDrive  # noqa: E402
 from depth_completion_ros.data.rosbag import (  # noqa: E402
-    KITTI_CAMERA_INFO_TOPIC, KITTI_CLOUD_TOPIC, KITTI_DEPTH_GT_TOPIC, KITTI_IMAGE_TOPIC, TF_STATIC_TOPIC,
+    KITTI_CAMERA_INFO_TOPIC, KITTI_CLOUD_TOPIC, KITTI_DEPTH_GT_TOPIC, KITTI_IMAGE_TOPIC, TF_STATIC_TOPIC, TF_TOPIC,
     open_bag_writer, write_kitti_drive_bag,
 )
 from depth_completion_ros.ros.player import PlayOptions, play, publisher_qos  # noqa: E402
@@ -114,7 +114,7 @@ def test_a_kitti2bag_bag_plays_every_message_byte_for_byte(distro, synthetic_dri
     recorded = _raw_messages(bag)
     remap = {KITTI_IMAGE_TOPIC: "/camera/image"}
     types = {TF_STATIC_TOPIC: tf_message, KITTI_IMAGE_TOPIC: Image, KITTI_CAMERA_INFO_TOPIC: CameraInfo,
-             KITTI_CLOUD_TOPIC: PointCloud2, KITTI_DEPTH_GT_TOPIC: Image}
+             KITTI_CLOUD_TOPIC: PointCloud2, KITTI_DEPTH_GT_TOPIC: Image, TF_TOPIC: tf_message}  # /tf: ego motion
     received = {topic: record_stamped(peer, cls, remap.get(topic, topic),
                                       LATCHED if topic == TF_STATIC_TOPIC else RELIABLE, raw=True)
                 for topic, cls in types.items()}

@@ -4,8 +4,9 @@ A drive's world (x along the street, y left, z up) is laid on the map near Karls
 a compass heading drawn per drive, and the first packet of the drive sits at a drawn latitude/longitude.
 Positions go through the spherical Mercator projection that the KITTI devkit and pykitti invert
 (`pose_from_oxts_packet`: scale = cos(latitude of the first packet), earth radius 6378137 m), so a reader
-recovers the IMU trajectory to the precision of the printed digits. Orientation is KITTI's
-R = Rz(yaw) Ry(pitch) Rx(roll) of the IMU frame (x forward, y left, z up) in east-north-up.
+(`data.oxts`, whose projection this module shares) recovers the IMU trajectory to the precision of the
+printed digits. Orientation is KITTI's R = Rz(yaw) Ry(pitch) Rx(roll) of the IMU frame (x forward, y left,
+z up) in east-north-up.
 
 Positions, orientation and velocities are exact (KITTI's come from an RTK-corrected inertial solution);
 the accelerometer and gyro readings carry a little white noise. Accelerations are specific forces, as an
@@ -18,15 +19,24 @@ from typing import Callable
 
 import numpy as np
 
-EARTH_RADIUS = 6378137.0  # m: the radius of pykitti's and the devkit's Mercator projection
+# The reading side lives with the readers; mercator, rotx, roty, parse_packet and pose_from_packet are kept
+# importable from here for the synthetic world's own modules and tests.
+from depth_completion_ros.data.oxts import (  # noqa: F401
+    EARTH_RADIUS,
+    FIELDS,
+    mercator,
+    parse_packet,
+    pose_from_packet,
+    rotx,
+    roty,
+    rotz,
+)
+
 GRAVITY = 9.81  # m/s^2
 ORIGIN_LAT, ORIGIN_LON = 49.0, 8.4  # deg: Karlsruhe, where KITTI was recorded
 ACCEL_NOISE = 0.03  # m/s^2, white noise on ax..au
 GYRO_NOISE = 0.002  # rad/s, white noise on wx..wu
 DIFF_STEP = 1e-3  # s: central differences of the pose for velocity, acceleration and angular rate
-FIELDS = ("lat", "lon", "alt", "roll", "pitch", "yaw", "vn", "ve", "vf", "vl", "vu", "ax", "ay", "az", "af",
-          "al", "au", "wx", "wy", "wz", "wf", "wl", "wu", "pos_accuracy", "vel_accuracy", "navstat", "numsats",
-          "posmode", "velmode", "orimode")
 
 # oxts/dataformat.txt as KITTI ships it in every drive (two slips of the original are corrected: the third
 # acceleration is az, and pos_accuracy is a position accuracy).
@@ -100,21 +110,6 @@ def draw_reference(rng: np.random.Generator) -> GeoReference:
     )
 
 
-def rotx(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[1.0, 0.0, 0.0], [0.0, c, -s], [0.0, s, c]])
-
-
-def roty(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, 0.0, s], [0.0, 1.0, 0.0], [-s, 0.0, c]])
-
-
-def rotz(angle: float) -> np.ndarray:
-    c, s = np.cos(angle), np.sin(angle)
-    return np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]])
-
-
 def euler_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
     """(roll, pitch, yaw) with rotation = Rz(yaw) Ry(pitch) Rx(roll), KITTI's OXTS convention."""
     r = np.asarray(rotation, dtype=np.float64)
@@ -122,8 +117,10 @@ def euler_from_rotation(rotation: np.ndarray) -> tuple[float, float, float]:
     return float(np.arctan2(r[2, 1], r[2, 2])), pitch, float(np.arctan2(r[1, 0], r[0, 0]))
 
 
-def mercator(lat: float, lon: float, scale: float) -> tuple[float, float]:
-    """(x east, y north) in metres of a latitude/longitude (deg), as pykitti's pose_from_oxts_packet."""
+def _writer_mercator(lat: float, lon: float, scale: float) -> tuple[float, float]:
+    """`mercator` in the order of operations the generator has always used: the devkit's order (the reader's)
+    rounds differently in the last bit, which moves the 14th digit of ~1 % of the written latitudes and
+    longitudes, so the files of a seed would change."""
     x = scale * np.radians(lon) * EARTH_RADIUS
     y = scale * EARTH_RADIUS * np.log(np.tan(np.radians(90.0 + lat) / 2.0))
     return float(x), float(y)
@@ -150,7 +147,7 @@ def packets(imu_pose: Callable[[float], np.ndarray], times: list[float], referen
         raise ValueError(f"need one noise generator per time, got {len(rngs)} for {len(times)} times")
     world_to_enu = reference.world_to_enu
     scale = np.cos(np.radians(reference.lat))
-    origin_x, origin_y = mercator(reference.lat, reference.lon, scale)
+    origin_x, origin_y = _writer_mercator(reference.lat, reference.lon, scale)
     first_position = imu_pose(times[0])[:3, 3] if times else np.zeros(3)
     gravity = np.array([0.0, 0.0, GRAVITY])
     h = DIFF_STEP
@@ -189,20 +186,3 @@ def format_packet(packet: np.ndarray) -> str:
         raise ValueError(f"an OXTS packet has {len(FIELDS)} values, got {packet.size}")
     reals = " ".join(f"{value:.14g}" for value in packet[:25])
     return reals + " " + " ".join(str(int(round(value))) for value in packet[25:])
-
-
-def parse_packet(line: str) -> np.ndarray:
-    """The 30 values of one oxts/data/*.txt line."""
-    values = np.array(line.split(), dtype=np.float64)
-    if values.size != len(FIELDS):
-        raise ValueError(f"an OXTS packet has {len(FIELDS)} values, got {values.size}: {line.strip()!r}")
-    return values
-
-
-def pose_from_packet(packet: np.ndarray, scale: float) -> np.ndarray:
-    """4x4 IMU -> Mercator/ENU pose of a packet (KITTI devkit / pykitti), before subtracting an origin."""
-    lat, lon, alt, roll, pitch, yaw = np.asarray(packet, dtype=np.float64)[:6]
-    pose = np.eye(4)
-    pose[:3, :3] = rotz(yaw) @ roty(pitch) @ rotx(roll)
-    pose[:3, 3] = (*mercator(lat, lon, scale), alt)
-    return pose
