@@ -28,7 +28,7 @@ import numpy as np
 from depth_completion_ros.data import messages
 from depth_completion_ros.data.image_io import write_rgb_png
 from depth_completion_ros.data.kitti import KittiRawDrive, is_drive_name
-from depth_completion_ros.data.rosbag import BagError, bag_topics, read_bag
+from depth_completion_ros.data.rosbag import TF_STATIC_TOPIC, TF_TOPIC, BagError, bag_topics, read_bag
 from depth_completion_ros.data.sync import ApproximateTimePairing
 from depth_completion_ros.geometry import (
     PinholeCamera,
@@ -39,7 +39,6 @@ from depth_completion_ros.geometry import (
 )
 
 LOGGER = logging.getLogger(__name__)
-TF_STATIC_TOPIC, TF_TOPIC = "/tf_static", "/tf"
 # How far outside the span of the ego-motion transforms a sweep may lie and still get a pose, extrapolated
 # from the two nearest transforms (tf2 itself refuses any extrapolation; recorders stamp the pose and the
 # sweep of one instant a few milliseconds apart).

@@ -18,6 +18,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
                         help="target ROS 2 distro: humble writes bag version 8, jazzy version 9 (default: humble)")
     parser.add_argument("--storage", choices=("sqlite3", "mcap"), default=None,
                         help="storage plugin (default: sqlite3 for humble, mcap for jazzy)")
+    parser.add_argument("--no-ground-truth", action="store_true",
+                        help="leave the ground-truth topic out even where data_depth_annotated/ has the drive (a "
+                             "bag as a vehicle records it, e.g. for dcros adapt)")
     parser.add_argument("--frames", default=None, metavar="A:B",
                         help="convert only frame ids A <= id < B (either side may be left out, e.g. 10: or :50)")
 
@@ -61,7 +64,8 @@ def run(args: argparse.Namespace) -> int:
         drive,
         args.out,
         frame_ids=frame_ids,
-        depth_root=kitti_root,  # ground truth is looked up under data_depth_annotated/{train,val}/
+        # ground truth is looked up under data_depth_annotated/{train,val}/
+        depth_root=None if args.no_ground_truth else kitti_root,
         distro=args.distro,
         storage=args.storage,
         progress=True,
