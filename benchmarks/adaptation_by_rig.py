@@ -73,6 +73,7 @@ def run_rig(work: Path, beams: int, seed: int, frames: int, epochs: int, models:
     for name in train_drives:
         bag = world / "bags" / name
         if not bag.exists():
+            bag.parent.mkdir(parents=True, exist_ok=True)
             _dcros(["kitti2bag", "--kitti-root", str(world), "--drive", name, "--out", str(bag), "--no-ground-truth"])
         bags.append(bag)
     report = {"beams": beams, "seed": seed, "world": str(world), "rig": manifest["drives"][0]["rig"],

@@ -122,7 +122,9 @@ def test_adapt_resume_and_use_the_adapted_checkpoint(tmp_path):
 
     checkpoint = load_checkpoint(out / "adapted.pt")  # weights_only
     assert checkpoint.metadata["adaptation"]["recordings"][0]["source"] == str(bag)
+    assert sorted(p.name for p in out.glob("adapted*.onnx")) == ["adapted.fused.onnx", "adapted.onnx"]
     engine = resolve_engine(model=str(out / "adapted.pt"), device="cpu")
+    assert str(engine.backend) == "onnx"  # through its ONNX files: a robot without PyTorch runs it
     processor = FrameProcessor(engine, camera=CAMERA, lidar_to_camera=LIDAR_TO_CAMERA)
     result = processor.process(_image(0), sweep(0.0, [], beams=16, wall_x=34.0))
     assert result.dense.shape == (CAMERA.height, CAMERA.width) and np.isfinite(result.dense).all()

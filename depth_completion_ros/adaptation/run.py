@@ -6,6 +6,7 @@ Output folder:
     train/              the trainer's folder (last.pt for --resume, best.pt, log.csv)
     adapted.pt          the checkpoint kept: the best validation hold-out error, the starting weights
                         included (so it is never worse than the starting model on that measure)
+    adapted*.onnx       its ONNX files (`dcros export --beside`), so that the node runs it without PyTorch
     adapted.md          its model card: recordings, commands, before/after hold-out figures
     adaptation.json     the same figures as data
 
@@ -117,6 +118,8 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
     from depth_completion_ros.model_zoo import checkpoint_of
     from depth_completion_ros.models.checkpoint import load_checkpoint, save_checkpoint
     from depth_completion_ros.models.registry import build_model
+    from depth_completion_ros.runtime.export import export_onnx, refinements_beside
+    from depth_completion_ros.runtime.onnx_files import onnx_beside
     from depth_completion_ros.training.trainer import BEST_CHECKPOINT, Trainer, find_resume_checkpoint
 
     started = time.perf_counter()
@@ -188,6 +191,10 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
     model = build_model(best.architecture, **best.kwargs)
     model.load_state_dict(best.state_dict)
     save_checkpoint(out_dir / ADAPTED_CHECKPOINT, model, {**best.metadata, "adaptation": _plain(summary)})
+    # Its ONNX files beside it, as the shipped models have them: the node runs it without PyTorch.
+    for refinement in refinements_beside(model):
+        export_onnx(out_dir / ADAPTED_CHECKPOINT, onnx_beside(out_dir / ADAPTED_CHECKPOINT, refinement),
+                    example_size=crop, refinement=refinement)
     (out_dir / SUMMARY).write_text(json.dumps(_plain(summary), indent=2) + "\n")
     (out_dir / MODEL_CARD).write_text(model_card(summary, out_dir))
     return summary

@@ -64,12 +64,11 @@ def run(args: argparse.Namespace) -> int:
     model, checkpoint = load_model(args.checkpoint)
     if not args.beside:
         return _export_one(args, model, checkpoint, args.onnx, args.refinement)
-    from depth_completion_ros.models.cdspn import CDSPN
+    from depth_completion_ros.runtime.export import refinements_beside
     from depth_completion_ros.runtime.onnx_files import onnx_beside
 
-    refinements = ("graph", "fused") if isinstance(model, CDSPN) else ("graph",)
     return max(_export_one(args, model, checkpoint, onnx_beside(args.checkpoint, refinement), refinement)
-               for refinement in refinements)
+               for refinement in refinements_beside(model))
 
 
 def _export_one(args: argparse.Namespace, model, checkpoint, out: Path, refinement: str) -> int:

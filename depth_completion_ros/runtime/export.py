@@ -221,6 +221,12 @@ def cached_export(checkpoint_path: str | Path, opset: int, remember_failure: boo
     return onnx_path
 
 
+def refinements_beside(model: nn.Module) -> tuple[str, ...]:
+    """The graphs a checkpoint ships beside it (`onnx_files.onnx_beside`): the whole network, and for a CDSPN
+    also the graph that stops before DA-CSPN++'s propagation (numba's fused loops finish it)."""
+    return ("graph", "fused") if isinstance(model, cdspn.CDSPN) else ("graph",)
+
+
 def max_abs_difference_to_torch(model: nn.Module, onnx_path: str | Path, height: int, width: int,
                                 seed: int = 0) -> float:
     """Largest |ONNX - PyTorch| depth (metres) over one random input of this size, both in fp32 on the CPU (the
