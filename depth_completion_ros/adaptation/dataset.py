@@ -8,8 +8,11 @@ node's self-check draw, seeded by the frame's stamp):
 - train:  velodyne_raw = the sweep without the held-out returns; groundtruth = the accumulated target
           (`targets.accumulate`: the sweep, held-out returns included, with the confirmed returns of its
           train neighbours). Validation sweeps never enter a training target;
-- val:    velodyne_raw = the same; groundtruth = the held-out returns only, so the trainer's validation
-          figures are the hold-out error: the error on LiDAR returns the network did not see.
+- val:    velodyne_raw = the same; groundtruth = every return the network did not see: the held-out returns
+          and the confirmed returns of its val neighbours (accumulated as for training, from val sweeps only).
+          The trainer's validation figures are this hold-out error. Held-out returns alone lie on the
+          sweep's own beams, where the input is dense: a model can improve there and get worse between the
+          beams, which the neighbours' returns (shifted by the motion) also score.
 
 The folders are the real KITTI ones (16-bit PNGs), so `dcros train` and `dcros eval-kitti` read them too.
 """
@@ -95,7 +98,7 @@ def build_dataset(recordings: list[Recording], root: Path, options: DatasetOptio
         frame_ids = recording.frame_ids
         train, val = split_by_time(frame_ids, options.val_fraction)
         position = {frame: index for index, frame in enumerate(frame_ids)}
-        train_positions = {position[f] for f in train}
+        positions = {"train": {position[f] for f in train}, "val": {position[f] for f in val}}
         stamps = drive.image_timestamps_ns
         scans = _Scans(recording, 2 * options.neighbours + 2)
         densities, own_densities, held_out, unconfirmed, neighbour_points = [], [], [], 0, 0
@@ -106,11 +109,11 @@ def build_dataset(recordings: list[Recording], root: Path, options: DatasetOptio
             seed = self_check.frame_seed(int(stamps[frame_id]) if frame_id < len(stamps) else None, sparse)
             rows, cols, _ = self_check.choose_hold_out(sparse, options.hold_out, seed)
             network_input = self_check.without(sparse, rows, cols)
+            index = position[frame_id]
+            neighbours = [(j - index, scans[frame_ids[j]], recording.poses[frame_ids[j]])
+                          for j in frame_neighbours(index, len(frame_ids), options.neighbours, positions[split])]
+            target, stats = accumulate(scan, recording.poses[frame_id], neighbours, camera, lidar_to_camera)
             if split == "train":
-                index = position[frame_id]
-                neighbours = [(j - index, scans[frame_ids[j]], recording.poses[frame_ids[j]])
-                              for j in frame_neighbours(index, len(frame_ids), options.neighbours, train_positions)]
-                target, stats = accumulate(scan, recording.poses[frame_id], neighbours, camera, lidar_to_camera)
                 densities.append(stats.target_pixels / sparse.size)
                 own_densities.append(stats.own_pixels / sparse.size)
                 unconfirmed += stats.unconfirmed
@@ -121,9 +124,8 @@ def build_dataset(recordings: list[Recording], root: Path, options: DatasetOptio
                         both = (truth > 0) & (target > 0)
                         target_errors.append((target[both] - truth[both]).astype(np.float64))
             else:
-                target = np.zeros_like(sparse)
-                target[rows, cols] = sparse[rows, cols]
-                held_out.append(int(rows.size))
+                target = np.where(network_input > 0, 0.0, target).astype(np.float32)  # what the input lacks
+                held_out.append(int(np.count_nonzero(target)))
             write_depth_png(_png_path(root, "data_depth_velodyne", split, drive.name, "velodyne_raw", frame_id),
                             network_input)
             write_depth_png(_png_path(root, "data_depth_annotated", split, drive.name, "groundtruth", frame_id),
@@ -134,7 +136,7 @@ def build_dataset(recordings: list[Recording], root: Path, options: DatasetOptio
             "target_density": float(np.mean(densities)) if densities else None,
             "sweep_density": float(np.mean(own_densities)) if own_densities else None,
             "neighbour_points_unconfirmed": (unconfirmed / neighbour_points) if neighbour_points else None,
-            "val_held_out_returns_per_frame": float(np.mean(held_out)) if held_out else None,
+            "val_unseen_returns_per_frame": float(np.mean(held_out)) if held_out else None,
         })
     bar.close()
     manifest = {"options": {"neighbours": options.neighbours, "val_fraction": options.val_fraction,

@@ -41,6 +41,9 @@ class TrainingOptions:
     batch_size: int = 4
     random_crop: tuple[int, int] | None = (128, 384)  # windows inside KITTI's bottom crop, as the models trained
     loss: str = "l1"
+    # L1 to the starting model's depth on the pixels without a target (between a LiDAR's beams): without it a
+    # fine-tune on beam-striped targets improved along the beams and drifted between them (0 = off)
+    anchor_weight: float = 1.0
     best_metric: str = "mae_mm"
     device: str = "auto"
     seed: int = 0
@@ -100,6 +103,8 @@ def fine_tune_config(checkpoint, init: Path, data_root: Path, options: TrainingO
         "optimizer": {"name": "adam", "lr": options.lr},
         "schedule": {"type": "cosine", "epochs": options.epochs, "min_lr": options.min_lr},
         "loss": {"type": options.loss},
+        "distillation": ({"type": "anchor", "teacher": str(init), "anchor_weight": options.anchor_weight}
+                         if options.anchor_weight > 0 else {"type": "none"}),
         "seed": options.seed, "device": options.device, "progress": progress, "tensorboard": False,
         "best_metric": options.best_metric, "validate_start": val_split is not None,
     }, source="adaptation")

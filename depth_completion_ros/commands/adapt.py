@@ -47,6 +47,9 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--epochs", type=int, default=training.epochs)
     group.add_argument("--lr", type=float, default=training.lr, help="start of the cosine schedule")
     group.add_argument("--batch-size", type=int, default=training.batch_size)
+    group.add_argument("--anchor-weight", type=float, default=training.anchor_weight,
+                       help="L1 to the starting model's depth where the targets say nothing (between the beams); "
+                            "0 = off (default: %(default)s)")
     group.add_argument("--best-metric", default=training.best_metric,
                        choices=("rmse_mm", "mae_mm", "irmse_1km", "imae_1km"),
                        help="the validation hold-out figure the kept checkpoint minimises (default: %(default)s)")
@@ -70,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         data=DatasetOptions(neighbours=args.neighbours, val_fraction=args.val_fraction, hold_out=args.hold_out),
         training=TrainingOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
+                                 anchor_weight=args.anchor_weight,
                                  best_metric=args.best_metric, device=args.device, seed=args.seed),
         ground_truth=args.ground_truth,
         bag_options={"slop_s": args.slop, "image_topic": args.image_topic, "info_topic": args.info_topic,

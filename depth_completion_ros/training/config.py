@@ -15,7 +15,7 @@ A configuration is a YAML mapping with these sections (every key optional unless
     loss:         type (l1 | l2 | l1+l2), l1_weight, l2_weight — on pixels with ground truth > 0
     stages:       list of {name, epochs (required), lr, train (all | backbone | refinement),
                   refine (bool), batch_size, random_crop}; absent: one stage "all" of schedule.epochs
-    distillation: type (none | feature | blackbox) and the keys of that type (see DistillationConfig)
+    distillation: type (none | feature | blackbox | anchor) and the keys of that type (see DistillationConfig)
     seed, deterministic, device (auto | cpu | cuda), output, save_every_steps, progress, tensorboard,
     best_metric (rmse_mm | mae_mm | irmse_1km | imae_1km: the validation figure best.pt minimises),
     validate_start (validate the starting weights before the first epoch: they are best.pt until an
@@ -40,7 +40,7 @@ LOSS_TYPES = ("l1", "l2", "l1+l2")
 SCHEDULE_TYPES = ("constant", "step", "multistep", "cosine")
 OPTIMIZERS = ("adam", "adamw")
 STAGE_TRAIN = ("all", "backbone", "refinement")
-DISTILLATION_TYPES = ("none", "feature", "blackbox")
+DISTILLATION_TYPES = ("none", "feature", "blackbox", "anchor")
 FEATURE_METHODS = ("lspkd", "spkd", "att", "pkt", "sp")
 CACHE_STORAGE = ("uint16", "float32")
 BEST_METRICS = ("rmse_mm", "mae_mm", "irmse_1km", "imae_1km")
@@ -429,6 +429,10 @@ class DistillationConfig:
         + l2 MSE(g(D_t), g(D_s)); keys: teacher (checkpoint) and/or cache_dir, depth_weight (l1),
         gradient_weight (l2), cache (store teacher predictions once per frame), storage, teacher_id
         (required when the cache is used without a teacher checkpoint). Requires loss.type l2.
+    type anchor (fine-tuning on sparse targets, `dcros adapt`): L = L_gt (loss.type, on pixels with ground truth)
+        + anchor_weight * L1(D_s, D_t) on the pixels without; keys: teacher (the starting checkpoint, required),
+        anchor_weight. Where the targets say nothing (between a LiDAR's beams) the model keeps the teacher's
+        depth instead of drifting unseen.
     """
 
     type: str = "none"
@@ -445,10 +449,12 @@ class DistillationConfig:
     cache_dir: str | None = None
     storage: str = "uint16"
     teacher_id: str | None = None
+    anchor_weight: float = 1.0
 
     FEATURE_KEYS = ("methods", "layers", "method_weights", "teacher_weight", "feature_weight",
                     "lspkd_similarity_weight")
     BLACKBOX_KEYS = ("depth_weight", "gradient_weight", "cache", "cache_dir", "storage", "teacher_id")
+    ANCHOR_KEYS = ("anchor_weight",)
 
     @classmethod
     def parse(cls, data: Any, key: str = "distillation") -> "DistillationConfig":
@@ -457,8 +463,9 @@ class DistillationConfig:
         out = cls()
         if "type" in data:
             out.type = _choice(data["type"], f"{key}.type", DISTILLATION_TYPES)
-        foreign = {"none": cls.FEATURE_KEYS + cls.BLACKBOX_KEYS + ("teacher",),
-                   "feature": cls.BLACKBOX_KEYS, "blackbox": cls.FEATURE_KEYS}[out.type]
+        foreign = {"none": cls.FEATURE_KEYS + cls.BLACKBOX_KEYS + cls.ANCHOR_KEYS + ("teacher",),
+                   "feature": cls.BLACKBOX_KEYS + cls.ANCHOR_KEYS, "blackbox": cls.FEATURE_KEYS + cls.ANCHOR_KEYS,
+                   "anchor": cls.FEATURE_KEYS + cls.BLACKBOX_KEYS}[out.type]
         for name in data:
             if name in foreign:
                 raise ConfigError(f"{key}.{name} does not apply to {key}.type {out.type!r}")
@@ -499,6 +506,10 @@ class DistillationConfig:
         if "teacher_id" in data:
             out.teacher_id = _optional_string(data["teacher_id"], f"{key}.teacher_id")
 
+        if "anchor_weight" in data:
+            out.anchor_weight = _number(data["anchor_weight"], f"{key}.anchor_weight", 0.0)
+        if out.type == "anchor" and out.teacher is None:
+            raise ConfigError(f"{key}.teacher (the starting checkpoint) is required for the anchor")
         if out.type == "feature" and out.teacher is None:
             raise ConfigError(f"{key}.teacher (a checkpoint) is required for feature distillation")
         if out.type == "blackbox":
@@ -658,8 +669,10 @@ class TrainConfig:
         if not self.validate_start:
             out.pop("validate_start")
         kind = self.distillation.type
-        foreign = {"none": DistillationConfig.FEATURE_KEYS + DistillationConfig.BLACKBOX_KEYS + ("teacher",),
-                   "feature": DistillationConfig.BLACKBOX_KEYS, "blackbox": DistillationConfig.FEATURE_KEYS}[kind]
+        feature, blackbox, anchor = (DistillationConfig.FEATURE_KEYS, DistillationConfig.BLACKBOX_KEYS,
+                                     DistillationConfig.ANCHOR_KEYS)
+        foreign = {"none": feature + blackbox + anchor + ("teacher",), "feature": blackbox + anchor,
+                   "blackbox": feature + anchor, "anchor": feature + blackbox}[kind]
         out["distillation"] = {k: v for k, v in out["distillation"].items() if k not in foreign}
         return out
 

@@ -147,6 +147,31 @@ class BlackBoxCriterion(nn.Module):
         return total, {name: value.detach() for name, value in terms.items()}
 
 
+class AnchoredCriterion(nn.Module):
+    """The ground-truth loss where there is ground truth, plus anchor_weight * L1 to the teacher (the starting
+    weights) on the pixels without: fine-tuning on sparse targets without drifting where they say nothing."""
+
+    needs_teacher = True
+    needs_features = False
+
+    def __init__(self, ground_truth_loss: GroundTruthLoss, anchor_weight: float):
+        super().__init__()
+        self.ground_truth_loss = ground_truth_loss
+        self.anchor_weight = float(anchor_weight)
+
+    def forward(self, student_depth, ground_truth, teacher_depth=None, teacher_features=None,
+                student_features=None):
+        """(loss, the ground-truth terms and "anchor_l1")."""
+        if teacher_depth is None:
+            raise ValueError("the anchor needs the starting model's depth prediction")
+        total, terms = self.ground_truth_loss(student_depth, ground_truth)
+        unsupervised = ground_truth <= 0
+        anchor = (student_depth - teacher_depth.detach()).abs()[unsupervised]
+        anchor = anchor.mean() if anchor.numel() else student_depth.sum() * 0.0
+        terms["anchor_l1"] = anchor.detach()
+        return total + self.anchor_weight * anchor, terms
+
+
 def feature_layer_pairs(teacher: nn.Module, student: nn.Module, layers, probe_size=(64, 64)) -> list[LayerPair]:
     """LayerPairs for [(teacher_layer, student_layer), ...] with channel counts probed from both models."""
     teacher_channels = probe_feature_channels(teacher, *probe_size)
@@ -185,4 +210,7 @@ def build_criterion(loss: LossConfig, distillation: DistillationConfig, student:
                                                            feature_weight=distillation.feature_weight))
     if distillation.type == "blackbox":
         return BlackBoxCriterion(BlackBoxDistillationLoss(distillation.depth_weight, distillation.gradient_weight))
+    if distillation.type == "anchor":
+        return AnchoredCriterion(GroundTruthLoss(loss.type, loss.l1_weight, loss.l2_weight),
+                                 distillation.anchor_weight)
     raise ValueError(f"unknown distillation type {distillation.type!r}")
