@@ -118,7 +118,9 @@ def test_adapt_resume_and_use_the_adapted_checkpoint(tmp_path):
     assert [row.split(",")[:3] for row in log[1:]] == expected_rows
     # Never worse than the start on the validation hold-out error.
     assert second["hold_out_after"]["mae_mm"] <= second["hold_out_before"]["mae_mm"]
-    assert "starting model" in (out / "adapted.md").read_text()
+    card = (out / "adapted.md").read_text()
+    assert "starting model" in card and "nearest fill (no learning)" in card
+    assert set(second["hold_out_fills"]) == {"nearest fill", "morphological fill"}
 
     checkpoint = load_checkpoint(out / "adapted.pt")  # weights_only
     assert checkpoint.metadata["adaptation"]["recordings"][0]["source"] == str(bag)

@@ -190,6 +190,7 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
         "best_metric": metric, "best_epoch": int(best.metadata.get("epoch", 0)),
         "hold_out_before": {k: start.get(f"val_{k}") for k in kept} if start else None,
         "hold_out_after": kept,
+        "hold_out_fills": fills_hold_out(data_root, crop),
         "seconds": {"data": round(data_seconds, 1), "training": round(train_seconds, 1)},
         "command": command,
     }
@@ -203,6 +204,28 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
     (out_dir / SUMMARY).write_text(json.dumps(_plain(summary), indent=2) + "\n")
     (out_dir / MODEL_CARD).write_text(model_card(summary, out_dir))
     return summary
+
+
+def fills_hold_out(data_root: Path, crop: tuple[int, int]) -> dict:
+    """The hold-out error of the classical fills on the validation frames, scored as the trainer scores the
+    network (the same bottom crop, the same returns)."""
+    from depth_completion_ros.baselines import morphological_fill, nearest_fill
+    from depth_completion_ros.data.kitti import KittiDepthCompletion
+    from depth_completion_ros.evaluation.metrics import DepthMetrics
+    from depth_completion_ros.geometry import bottom_crop_offsets
+
+    frames = KittiDepthCompletion(data_root, "val", crop=crop)
+    results = {}
+    for name, fill in (("nearest fill", nearest_fill), ("morphological fill", morphological_fill)):
+        metrics = DepthMetrics()
+        for index in range(len(frames)):
+            _, sparse, truth, _ = frames.load(index)
+            top, left = bottom_crop_offsets(*sparse.shape, *crop)
+            window = (slice(top, top + crop[0]), slice(left, left + crop[1]))
+            metrics.update(fill(sparse[window]), truth[window])
+        results[name] = {k: v for k, v in metrics.compute().items() if k in ("rmse_mm", "mae_mm", "irmse_1km",
+                                                                             "imae_1km")}
+    return results
 
 
 def _plain(value):
@@ -264,7 +287,8 @@ def model_card(summary: dict, out_dir: Path) -> str:
                   f"({100 * truth['share_off_by_more_than_1m']:.2f} % off by more than 1 m)."]
     lines += [
         "",
-        "## Hold-out error (validation: the last frames of each recording, returns the network did not see)",
+        "## Hold-out error (validation: the last frames of each recording, returns the network did not see: "
+        "held-out returns of the frame's sweep and its neighbours' confirmed returns)",
         "",
         "| weights | RMSE mm | MAE mm | iRMSE 1/km | iMAE 1/km |",
         "|---|---:|---:|---:|---:|",
@@ -272,6 +296,9 @@ def model_card(summary: dict, out_dir: Path) -> str:
         f"{_figure(before, 'irmse_1km')} | {_figure(before, 'imae_1km')} |",
         f"| adapted (epoch {summary['best_epoch']}) | {_figure(after, 'rmse_mm')} | {_figure(after, 'mae_mm')} | "
         f"{_figure(after, 'irmse_1km')} | {_figure(after, 'imae_1km')} |",
+        *(f"| {name} (no learning) | {_figure(fill, 'rmse_mm')} | {_figure(fill, 'mae_mm')} | "
+          f"{_figure(fill, 'irmse_1km')} | {_figure(fill, 'imae_1km')} |"
+          for name, fill in summary.get("hold_out_fills", {}).items()),
         "",
         f"Kept: the weights with the lowest validation {summary['best_metric']} among the starting weights and every "
         f"epoch ({summary['epochs_done']} of {summary['training']['epochs']} done). Epoch 0 means no epoch beat the "
