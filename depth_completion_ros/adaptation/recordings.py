@@ -184,6 +184,16 @@ def check_ego_motion(bag_path: Path, available: dict, transforms: TimedTransform
     return chain[-1][0]
 
 
+def first_cloud_frame(bag_path: Path, topic: str) -> str:
+    """The frame of a bag's first cloud on `topic` (the LiDAR's frame)."""
+    from depth_completion_ros.evaluation.bag_eval import first_message
+
+    cloud = first_message(bag_path, topic)
+    if cloud is None:
+        raise BagError(f"bag {bag_path}: topic {topic} has no message")
+    return cloud.header.frame_id.lstrip("/")
+
+
 # ---------------------------------------------------------------------------------------- bag -> drive
 def _drive_name(stamp_ns: int, number: int) -> str:
     date = _datetime.datetime.fromtimestamp(stamp_ns / 1e9, tz=_datetime.timezone.utc).strftime("%Y_%m_%d")
@@ -254,10 +264,7 @@ def extract_bag(bag_path: str | Path, raw_root: Path, number: int, slop_s: float
     if missing:
         raise BagError(f"bag {bag_path} has no topic {', '.join(missing)} (topics: {', '.join(sorted(available))})")
     transforms = read_transforms(bag_path, available)
-    first_cloud = next(iter(read_bag(bag_path, [topics.points])), None)
-    if first_cloud is None:
-        raise BagError(f"bag {bag_path}: topic {topics.points} has no message")
-    lidar_frame = first_cloud.msg.header.frame_id.lstrip("/")
+    lidar_frame = first_cloud_frame(bag_path, topics.points)
     fixed_frame = check_ego_motion(bag_path, available, transforms, lidar_frame)
 
     pairing = ApproximateTimePairing(3, queue_size=queue_size, slop_s=slop_s)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .dataset import MANIFEST, DatasetOptions, build_dataset, kitti_ground_truth
-from .recordings import EgoMotionError, check_ego_motion, open_recording, read_transforms
+from .recordings import EgoMotionError, check_ego_motion, first_cloud_frame, open_recording, read_transforms
 
 LOGGER = logging.getLogger(__name__)
 ADAPTED_CHECKPOINT = "adapted.pt"
@@ -64,7 +64,7 @@ class AdaptOptions:
 def check_recordings(paths: list[Path], bag_options: dict) -> None:
     """Every recording exists and shows the vehicle's motion: refused before anything is written."""
     from depth_completion_ros.data.kitti import KittiRawDrive, is_drive_name
-    from depth_completion_ros.data.rosbag import bag_topics, read_bag
+    from depth_completion_ros.data.rosbag import bag_topics
     from depth_completion_ros.evaluation.bag_eval import BagTopics, resolve_topics
 
     for path in paths:
@@ -82,10 +82,7 @@ def check_recordings(paths: list[Path], bag_options: dict) -> None:
         topics = resolve_topics(path, available, BagTopics(bag_options.get("image_topic", "auto"),
                                                            bag_options.get("info_topic", "auto"),
                                                            bag_options.get("points_topic", "auto"), None))
-        first = next(iter(read_bag(path, [topics.points])), None)
-        if first is None:
-            raise EgoMotionError(f"bag {path}: topic {topics.points} has no message")
-        check_ego_motion(path, available, read_transforms(path, available), first.msg.header.frame_id.lstrip("/"))
+        check_ego_motion(path, available, read_transforms(path, available), first_cloud_frame(path, topics.points))
 
 
 def fine_tune_config(checkpoint, init: Path, data_root: Path, options: TrainingOptions, crop, progress: bool,

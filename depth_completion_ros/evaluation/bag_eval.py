@@ -86,7 +86,7 @@ def _namespace(topic: str) -> str:
     return topic.rsplit("/", 1)[0]
 
 
-def _first_message(bag_path: Path, topic: str):
+def first_message(bag_path: Path, topic: str):
     """A topic's first message (None: the topic has none)."""
     with contextlib.closing(read_bag(bag_path, [topic])) as records:
         record = next(records, None)
@@ -95,7 +95,7 @@ def _first_message(bag_path: Path, topic: str):
 
 def _first_encoding(bag_path: Path, topic: str) -> str | None:
     """The encoding of a topic's first Image (None: the topic has no message)."""
-    msg = _first_message(bag_path, topic)
+    msg = first_message(bag_path, topic)
     return None if msg is None else str(msg.encoding)
 
 
@@ -529,7 +529,7 @@ def recorded_raw_camera(source_bag: Path, available: dict, image_topic: str | No
         LOGGER.info("no CameraInfo in %s to tell a raw camera by (%s): the recorded depth is scored as it is",
                     source_bag, error)
         return None
-    info = _first_message(source_bag, info_topic) if info_topic in available else None
+    info = first_message(source_bag, info_topic) if info_topic in available else None
     if info is None:
         return None
     raw = RawCamera.from_camera_info(info)
@@ -540,7 +540,7 @@ def recorded_raw_camera(source_bag: Path, available: dict, image_topic: str | No
         LOGGER.warning("%s describes a raw camera and %s has no %s: scoring the recorded depth as rectified (the "
                        "node's default, rectify auto)", info_topic, recorded_bag, recorded_info)
         return raw
-    recorded = RawCamera.from_camera_info(_first_message(recorded_bag, recorded_info))
+    recorded = RawCamera.from_camera_info(first_message(recorded_bag, recorded_info))
     return None if recorded.needs_rectification else raw
 
 
