@@ -40,9 +40,6 @@ class DatasetOptions:
     neighbours: int = DEFAULT_NEIGHBOURS  # sweeps accumulated on each side of a frame
     val_fraction: float = 0.2  # the last share of each recording's frames, for validation
     hold_out: float = 0.1  # share of each sweep's returns held out of the input
-    # Train on the returns the input holds too (False: only on what it lacks, the held-out and neighbours' returns;
-    # the input's own returns carry the LiDAR's range noise, which the shipped models learnt to smooth)
-    supervise_input: bool = True
 
     def __post_init__(self):
         if int(self.neighbours) != self.neighbours or self.neighbours < 0:
@@ -116,8 +113,6 @@ def build_dataset(recordings: list[Recording], root: Path, options: DatasetOptio
             neighbours = [(j - index, scans[frame_ids[j]], recording.poses[frame_ids[j]])
                           for j in frame_neighbours(index, len(frame_ids), options.neighbours, positions[split])]
             target, stats = accumulate(scan, recording.poses[frame_id], neighbours, camera, lidar_to_camera)
-            if split == "val" or not options.supervise_input:
-                target = np.where(network_input > 0, 0.0, target).astype(np.float32)  # what the input lacks
             if split == "train":
                 densities.append(stats.target_pixels / sparse.size)
                 own_densities.append(stats.own_pixels / sparse.size)
@@ -129,6 +124,7 @@ def build_dataset(recordings: list[Recording], root: Path, options: DatasetOptio
                         both = (truth > 0) & (target > 0)
                         target_errors.append((target[both] - truth[both]).astype(np.float64))
             else:
+                target = np.where(network_input > 0, 0.0, target).astype(np.float32)  # what the input lacks
                 held_out.append(int(np.count_nonzero(target)))
             write_depth_png(_png_path(root, "data_depth_velodyne", split, drive.name, "velodyne_raw", frame_id),
                             network_input)
@@ -144,7 +140,7 @@ def build_dataset(recordings: list[Recording], root: Path, options: DatasetOptio
         })
     bar.close()
     manifest = {"options": {"neighbours": options.neighbours, "val_fraction": options.val_fraction,
-                            "hold_out": options.hold_out, "supervise_input": options.supervise_input},
+                            "hold_out": options.hold_out},
                 "recordings": records,
                 "train_frames": sum(r["train_frames"] for r in records),
                 "val_frames": sum(r["val_frames"] for r in records),

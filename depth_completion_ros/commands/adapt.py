@@ -39,9 +39,6 @@ def configure(parser: argparse.ArgumentParser) -> None:
                        help="the last share of each recording's frames validates (default: %(default)s)")
     group.add_argument("--hold-out", type=float, default=data.hold_out,
                        help="share of each sweep's returns held out of the input (default: %(default)s)")
-    group.add_argument("--no-input-targets", action="store_true",
-                       help="train only on the returns the input lacks (held-out and neighbours'), not on the "
-                            "input's own returns")
     group.add_argument("--ground-truth", default=None, metavar="KITTI_ROOT",
                        help="a KITTI root (kitti_raw/, data_depth_annotated/) to report the targets' own accuracy "
                             "against: frames matched by camera stamp (bags written by dcros kitti2bag keep them) or "
@@ -74,8 +71,7 @@ def run(args: argparse.Namespace) -> int:
 
     options = AdaptOptions(
         model=args.model,
-        data=DatasetOptions(neighbours=args.neighbours, val_fraction=args.val_fraction, hold_out=args.hold_out,
-                            supervise_input=not args.no_input_targets),
+        data=DatasetOptions(neighbours=args.neighbours, val_fraction=args.val_fraction, hold_out=args.hold_out),
         training=TrainingOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
                                  anchor_weight=args.anchor_weight,
                                  best_metric=args.best_metric, device=args.device, seed=args.seed),
