@@ -177,6 +177,10 @@ class TransformTree:
     def frames(self) -> set[str]:
         return set(self._parent) | {parent for parent, _ in self._parent.values()}
 
+    def parent_of(self, frame: str) -> tuple[str, np.ndarray] | None:
+        """(parent, 4x4 parent <- frame) of `frame`, None for a root or an unknown frame."""
+        return self._parent.get(frame.lstrip("/"))
+
     def _to_root(self, frame: str) -> tuple[list[str], np.ndarray]:
         """Chain of frames from `frame` up to its root, and the transform root <- frame."""
         chain, transform = [frame], np.eye(4)

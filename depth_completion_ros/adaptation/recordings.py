@@ -101,7 +101,7 @@ class TimedTransforms:
     def _parent_of(self, frame: str):
         if frame in self._series:
             return self._series[frame][0], True
-        parent = self.static._parent.get(frame)
+        parent = self.static.parent_of(frame)
         return (parent[0], False) if parent is not None else (None, False)
 
     def chain(self, frame: str) -> list[tuple[str, str, bool]]:
@@ -126,7 +126,7 @@ class TimedTransforms:
                 if edge is None:
                     return None
             else:
-                edge = self.static._parent[child][1]
+                edge = self.static.parent_of(child)[1]
             transform = edge @ transform
         return transform
 
