@@ -27,7 +27,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _common import describe_machine, write_json  # noqa: E402
-from heldout_by_rig import drive_rigs, evaluate  # noqa: E402
+from heldout_by_rig import METRICS, drive_rigs, evaluate  # noqa: E402
 
 from depth_completion_ros.cli import main as dcros  # noqa: E402
 
@@ -114,7 +114,7 @@ def evaluate_once(source: str, world: Path, out: Path) -> dict:
     metrics = out / "metrics.json"
     if metrics.is_file() and (not Path(source).is_file() or Path(source).stat().st_mtime < metrics.stat().st_mtime):
         summary = json.loads(metrics.read_text())
-        return {m: summary[m] for m in ("rmse_mm", "mae_mm", "irmse_1km", "imae_1km")} | \
+        return {m: summary[m] for m in METRICS} | \
             {"frames": summary["frames_scored"]}
     return evaluate(source, world, "val", out, None)["all"]
 

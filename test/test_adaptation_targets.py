@@ -37,8 +37,8 @@ def test_static_scene_accumulates_to_the_exact_depth():
     scans = [sweep(x, [box]) for x in positions]
     own = 2
     neighbours = [(j - own, scans[j], pose(positions[j])) for j in frame_neighbours(own, len(scans), 2)]
-    target, stats = accumulate(scans[own], pose(positions[own]), neighbours, CAMERA, LIDAR_TO_CAMERA)
     sweep_only = project(scans[own], CAMERA, LIDAR_TO_CAMERA)
+    target, stats = accumulate(sweep_only, pose(positions[own]), neighbours, CAMERA, LIDAR_TO_CAMERA)
     assert stats.target_pixels > 1.4 * np.count_nonzero(sweep_only)  # the neighbours fill the gaps between beams
     assert stats.unconfirmed == 0 or stats.unconfirmed < 0.05 * stats.neighbour_points
     # Every target pixel holds the exact depth of the surface it shows: the wall or the box front,
@@ -64,7 +64,8 @@ def test_a_moving_object_is_removed_from_the_targets():
     scans = [sweep(x, [(10.0 + x, c - 1.0, c + 1.0, -1.0, 0.5)]) for x, c in zip(positions, centres)]
     own = 2
     neighbours = [(j - own, scans[j], pose(positions[j])) for j in frame_neighbours(own, len(scans), 2)]
-    target, stats = accumulate(scans[own], pose(positions[own]), neighbours, CAMERA, LIDAR_TO_CAMERA)
+    target, stats = accumulate(project(scans[own], CAMERA, LIDAR_TO_CAMERA), pose(positions[own]), neighbours,
+                               CAMERA, LIDAR_TO_CAMERA)
     wall = 30.0 - positions[own]
     # The car is 10 m ahead in frame `own` and spans y in [-1, 1]: its columns in the image.
     half_width_px = CAMERA.fx * 1.0 / 10.0

@@ -103,16 +103,15 @@ def build_dataset(recordings: list[Recording], root: Path, options: DatasetOptio
         scans = _Scans(recording, 2 * options.neighbours + 2)
         densities, own_densities, held_out, unconfirmed, neighbour_points = [], [], [], 0, 0
         for frame_id in frame_ids:
-            split = "train" if frame_id in train else "val"
-            scan = scans[frame_id]
-            sparse = project(scan[:, :3], camera, lidar_to_camera)
+            index = position[frame_id]
+            split = "train" if index in positions["train"] else "val"
+            sparse = project(scans[frame_id][:, :3], camera, lidar_to_camera)
             seed = self_check.frame_seed(int(stamps[frame_id]) if frame_id < len(stamps) else None, sparse)
             rows, cols, _ = self_check.choose_hold_out(sparse, options.hold_out, seed)
             network_input = self_check.without(sparse, rows, cols)
-            index = position[frame_id]
             neighbours = [(j - index, scans[frame_ids[j]], recording.poses[frame_ids[j]])
                           for j in frame_neighbours(index, len(frame_ids), options.neighbours, positions[split])]
-            target, stats = accumulate(scan, recording.poses[frame_id], neighbours, camera, lidar_to_camera)
+            target, stats = accumulate(sparse, recording.poses[frame_id], neighbours, camera, lidar_to_camera)
             if split == "train":
                 densities.append(stats.target_pixels / sparse.size)
                 own_densities.append(stats.own_pixels / sparse.size)

@@ -27,7 +27,7 @@ import numpy as np
 
 from depth_completion_ros.data import messages
 from depth_completion_ros.data.image_io import write_rgb_png
-from depth_completion_ros.data.kitti import KittiRawDrive, is_drive_name
+from depth_completion_ros.data.kitti import KittiRawDrive, is_drive_name, write_timestamps
 from depth_completion_ros.data.rosbag import TF_STATIC_TOPIC, TF_TOPIC, BagError, bag_topics, read_bag
 from depth_completion_ros.data.sync import ApproximateTimePairing
 from depth_completion_ros.geometry import (
@@ -105,7 +105,8 @@ class TimedTransforms:
         return (parent[0], False) if parent is not None else (None, False)
 
     def chain(self, frame: str) -> list[tuple[str, str, bool]]:
-        """(parent, child, moving) edges from `frame` up to its root."""
+        """(parent, child, moving) edges from `frame` up to its root; `moving`: the edge comes from /tf (a
+        transform per stamp), whether or not it changes."""
         edges, seen = [], {frame}
         while True:
             parent, moving = self._parent_of(frame)
@@ -121,7 +122,7 @@ class TimedTransforms:
         """4x4 `frame` -> root of its tree at `stamp_ns` (None: outside the span of a moving edge)."""
         transform = np.eye(4)
         for parent, child, moving in self.chain(frame):
-            if moving or child in self._series:
+            if moving:
                 edge = self._interpolate(child, stamp_ns)
                 if edge is None:
                     return None
@@ -178,7 +179,8 @@ def check_ego_motion(bag_path: Path, available: dict, transforms: TimedTransform
             f"bag {bag_path}: no {TF_TOPIC} transform moves the LiDAR's frame {lidar_frame!r} (its tree: {path}); "
             f"adaptation needs the vehicle's motion above it ({example}); moving transforms in the bag: "
             f"{', '.join(f'{p} -> {c}' for p, c in moving) or 'none'}")
-    if not any((parent, child) in transforms.moving_edges for parent, child, _ in chain):
+    changing = set(transforms.moving_edges)
+    if not any((parent, child) in changing for parent, child, _ in chain):
         LOGGER.warning("bag %s: the /tf transforms above the LiDAR's frame %r never change: the vehicle stood "
                        "still, and accumulating its sweeps adds nothing", bag_path, lidar_frame)
     return chain[-1][0]
@@ -198,16 +200,6 @@ def first_cloud_frame(bag_path: Path, topic: str) -> str:
 def _drive_name(stamp_ns: int, number: int) -> str:
     date = _datetime.datetime.fromtimestamp(stamp_ns / 1e9, tz=_datetime.timezone.utc).strftime("%Y_%m_%d")
     return f"{date}_drive_{number:04d}_sync"
-
-
-def _write_timestamps(path: Path, stamps_ns: list[int]) -> None:
-    lines = []
-    for stamp in stamps_ns:
-        seconds, nanoseconds = divmod(int(stamp), 1_000_000_000)
-        moment = _datetime.datetime.fromtimestamp(seconds, tz=_datetime.timezone.utc)
-        lines.append(f"{moment:%Y-%m-%d %H:%M:%S}.{nanoseconds:09d}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
 
 
 def write_calibration(date_dir: Path, camera: PinholeCamera, lidar_to_camera: np.ndarray, source: str) -> None:
@@ -247,26 +239,56 @@ def read_poses(path: Path) -> dict:
     return poses
 
 
-def extract_bag(bag_path: str | Path, raw_root: Path, number: int, slop_s: float = 0.05, queue_size: int = 10,
-                image_topic: str = "auto", info_topic: str = "auto", points_topic: str = "auto",
-                progress: bool = False) -> Recording:
-    """Write a bag's synchronized frames under `raw_root` as drive `number` of its day (see the module)."""
-    from tqdm import tqdm
+@dataclass
+class BagSource:
+    """A bag inspected before anything is written: its topics and tf, the LiDAR's frame and where it moves."""
 
+    path: Path
+    available: dict  # `bag_topics`' answer
+    topics: object  # evaluation.bag_eval.BagTopics
+    transforms: TimedTransforms
+    lidar_frame: str
+    fixed_frame: str
+
+
+@dataclass
+class DriveSource:
+    """A KITTI raw drive folder inspected before anything is written, with its LiDAR poses from the OXTS."""
+
+    folder: Path
+    drive: KittiRawDrive
+    poses: dict
+
+
+def inspect_bag(bag_path: str | Path, image_topic: str = "auto", info_topic: str = "auto",
+                points_topic: str = "auto") -> BagSource:
+    """The bag's topics (found as eval-bag finds them) and transforms; an EgoMotionError where they do not
+    show the vehicle's motion."""
     from depth_completion_ros.evaluation.bag_eval import BagTopics, resolve_topics
-    from depth_completion_ros.raw_camera import RawCamera, Rectifier
 
     bag_path = Path(bag_path)
     available = bag_topics(bag_path)
     topics = resolve_topics(bag_path, available, BagTopics(image_topic, info_topic, points_topic, None))
-    required = [topics.image, topics.camera_info, topics.points]
-    missing = [t for t in required if t not in available]
+    missing = [t for t in (topics.image, topics.camera_info, topics.points) if t not in available]
     if missing:
         raise BagError(f"bag {bag_path} has no topic {', '.join(missing)} (topics: {', '.join(sorted(available))})")
     transforms = read_transforms(bag_path, available)
     lidar_frame = first_cloud_frame(bag_path, topics.points)
     fixed_frame = check_ego_motion(bag_path, available, transforms, lidar_frame)
+    return BagSource(bag_path, available, topics, transforms, lidar_frame, fixed_frame)
 
+
+def extract_bag(source: BagSource, raw_root: Path, number: int, slop_s: float = 0.05, queue_size: int = 10,
+                progress: bool = False) -> Recording:
+    """Write an inspected bag's synchronized frames under `raw_root` as drive `number` of its day (see the
+    module)."""
+    from tqdm import tqdm
+
+    from depth_completion_ros.raw_camera import RawCamera, Rectifier
+
+    bag_path, available, topics, transforms = source.path, source.available, source.topics, source.transforms
+    lidar_frame = source.lidar_frame
+    required = [topics.image, topics.camera_info, topics.points]
     pairing = ApproximateTimePairing(3, queue_size=queue_size, slop_s=slop_s)
     inputs = {topics.image: 0, topics.camera_info: 1, topics.points: 2}
     rectifier = Rectifier()
@@ -332,30 +354,35 @@ def extract_bag(bag_path: str | Path, raw_root: Path, number: int, slop_s: float
     if not frames:
         raise BagError(f"bag {bag_path}: no frame could be read (left out: {dropped or 'none'}; topics "
                        f"{', '.join(required)})")
-    _write_timestamps(drive_dir / "image_02" / "timestamps.txt", [image for image, _ in frames])
-    _write_timestamps(drive_dir / "velodyne_points" / "timestamps.txt", [cloud for _, cloud in frames])
+    write_timestamps(drive_dir / "image_02" / "timestamps.txt", [image for image, _ in frames])
+    write_timestamps(drive_dir / "velodyne_points" / "timestamps.txt", [cloud for _, cloud in frames])
     write_poses(drive_dir / POSES_FILE, poses)
     drive = KittiRawDrive(raw_root, drive_dir.name)
-    return Recording(str(bag_path), "bag", drive, poses, fixed_frame, dropped)
+    return Recording(str(bag_path), "bag", drive, poses, source.fixed_frame, dropped)
 
 
 # --------------------------------------------------------------------------------- KITTI raw drive
-def link_raw_drive(folder: str | Path, raw_root: Path) -> Recording:
-    """A KITTI raw drive folder linked under `raw_root` (calibration files copied), poses from its OXTS."""
+def inspect_raw_drive(folder: str | Path) -> DriveSource:
+    """A KITTI raw drive folder and its LiDAR poses from the OXTS; an EgoMotionError where it has none."""
     folder = Path(folder).resolve()
     if not is_drive_name(folder.name):
         raise ValueError(f"{folder} is not a KITTI raw drive folder (<date>_drive_NNNN_sync)")
-    source = KittiRawDrive(folder.parent.parent, folder.name)
-    if source.raw_camera is not None:
+    drive = KittiRawDrive(folder.parent.parent, folder.name)
+    if drive.raw_camera is not None:
         raise ValueError(f"{folder} was written with a raw (lens-distorted) camera 02; convert it with dcros "
                          "kitti2bag and adapt on the bag, which is rectified on reading")
     try:
-        poses = source.velodyne_poses()
+        poses = drive.velodyne_poses()
     except (FileNotFoundError, ValueError) as error:
         raise EgoMotionError(f"{folder}: the vehicle's motion is unknown ({error}); adaptation accumulates "
                              "LiDAR sweeps along the OXTS poses (oxts/ and calib_imu_to_velo.txt)") from None
-    date_dir = raw_root / source.date
-    calibration = source.calibration
+    return DriveSource(folder, drive, poses)
+
+
+def link_raw_drive(source: DriveSource, raw_root: Path) -> Recording:
+    """An inspected KITTI raw drive linked under `raw_root` (calibration files copied)."""
+    folder, calibration = source.folder, source.drive.calibration
+    date_dir = raw_root / source.drive.date
     write_calibration(date_dir, calibration.camera, calibration.lidar_to_camera, str(folder))
     link = date_dir / folder.name
     if link.is_symlink() or link.exists():
@@ -363,15 +390,23 @@ def link_raw_drive(folder: str | Path, raw_root: Path) -> Recording:
             raise ValueError(f"{link} already holds another drive {link.resolve()}")
     else:
         link.symlink_to(folder, target_is_directory=True)
-    drive = KittiRawDrive(raw_root, folder.name)
-    return Recording(str(folder), "kitti_raw", drive, poses, "oxts")
+    return Recording(str(folder), "kitti_raw", KittiRawDrive(raw_root, folder.name), source.poses, "oxts")
 
 
-def open_recording(path: str | Path, raw_root: Path, number: int, **bag_options) -> Recording:
-    """A bag (file or rosbag2 folder) or a KITTI raw drive folder, as a Recording."""
+def inspect_recording(path: str | Path, image_topic: str = "auto", info_topic: str = "auto",
+                      points_topic: str = "auto") -> BagSource | DriveSource:
+    """A bag (file or rosbag2 folder) or a KITTI raw drive folder, checked to show the vehicle's motion."""
     path = Path(path)
-    if path.is_dir() and is_drive_name(path.name) and (path / "image_02").is_dir():
-        return link_raw_drive(path, raw_root)
     if not path.exists():
         raise FileNotFoundError(f"recording not found: {path}")
-    return extract_bag(path, raw_root, number, **bag_options)
+    if path.is_dir() and is_drive_name(path.name) and (path / "image_02").is_dir():
+        return inspect_raw_drive(path)
+    return inspect_bag(path, image_topic, info_topic, points_topic)
+
+
+def open_recording(source: BagSource | DriveSource, raw_root: Path, number: int, **pairing) -> Recording:
+    """An inspected recording as a Recording under `raw_root` (`pairing`: extract_bag's slop_s, queue_size,
+    progress)."""
+    if isinstance(source, DriveSource):
+        return link_raw_drive(source, raw_root)
+    return extract_bag(source, raw_root, number, **pairing)

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from .dataset import MANIFEST, DatasetOptions, build_dataset, kitti_ground_truth
-from .recordings import EgoMotionError, check_ego_motion, first_cloud_frame, open_recording, read_transforms
+from .recordings import inspect_recording, open_recording
 
 LOGGER = logging.getLogger(__name__)
 ADAPTED_CHECKPOINT = "adapted.pt"
@@ -61,28 +61,14 @@ class AdaptOptions:
     progress: bool = True
 
 
-def check_recordings(paths: list[Path], bag_options: dict) -> None:
-    """Every recording exists and shows the vehicle's motion: refused before anything is written."""
-    from depth_completion_ros.data.kitti import KittiRawDrive, is_drive_name
-    from depth_completion_ros.data.rosbag import bag_topics
-    from depth_completion_ros.evaluation.bag_eval import BagTopics, resolve_topics
+TOPIC_OPTIONS = ("image_topic", "info_topic", "points_topic")  # of AdaptOptions.bag_options; the rest pair
 
-    for path in paths:
-        if not path.exists():
-            raise FileNotFoundError(f"recording not found: {path}")
-        if path.is_dir() and is_drive_name(path.name) and (path / "image_02").is_dir():
-            drive = KittiRawDrive(path.resolve().parent.parent, path.name)
-            try:
-                drive.velodyne_poses()
-            except (FileNotFoundError, ValueError) as error:
-                raise EgoMotionError(f"{path}: the vehicle's motion is unknown ({error}); adaptation accumulates "
-                                     "LiDAR sweeps along the OXTS poses") from None
-            continue
-        available = bag_topics(path)
-        topics = resolve_topics(path, available, BagTopics(bag_options.get("image_topic", "auto"),
-                                                           bag_options.get("info_topic", "auto"),
-                                                           bag_options.get("points_topic", "auto"), None))
-        check_ego_motion(path, available, read_transforms(path, available), first_cloud_frame(path, topics.points))
+
+def check_recordings(paths: list[Path], bag_options: dict) -> list:
+    """Every recording inspected (`recordings.inspect_recording`): all of them must exist and show the vehicle's
+    motion before anything is written."""
+    topics = {key: value for key, value in bag_options.items() if key in TOPIC_OPTIONS}
+    return [inspect_recording(path, **topics) for path in paths]
 
 
 def fine_tune_config(checkpoint, init: Path, data_root: Path, options: TrainingOptions, crop, progress: bool,
@@ -118,11 +104,10 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
           resume: bool = False, max_epochs: int | None = None, command: list[str] | None = None) -> dict:
     """Build the data set, fine-tune, keep the best checkpoint and write its model card. Returns the summary."""
     from depth_completion_ros.model_zoo import checkpoint_of
-    from depth_completion_ros.models.checkpoint import load_checkpoint, save_checkpoint
-    from depth_completion_ros.models.registry import build_model
+    from depth_completion_ros.models.checkpoint import load_checkpoint, model_from_checkpoint, save_checkpoint
     from depth_completion_ros.runtime.export import export_onnx, refinements_beside
     from depth_completion_ros.runtime.onnx_files import onnx_beside
-    from depth_completion_ros.training.trainer import BEST_CHECKPOINT, Trainer, find_resume_checkpoint
+    from depth_completion_ros.training.trainer import BEST_CHECKPOINT, VAL_COLUMNS, Trainer, find_resume_checkpoint
 
     started = time.perf_counter()
     out_dir = Path(out_dir)
@@ -133,7 +118,6 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
     if init is None or not init.is_file():
         raise FileNotFoundError(f"model {options.model!r} is neither a shipped model nor a checkpoint file")
     checkpoint = load_checkpoint(init)
-    check_recordings(paths, options.bag_options)
 
     data_root = out_dir / "data"
     wanted = {"sources": [str(p.resolve()) for p in paths], "options": asdict(options.data)}
@@ -150,12 +134,14 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
 
         crop = crop_for([KittiRawDrive(data_root / "kitti_raw", r["drive"]) for r in manifest["recordings"]])
     else:
+        sources = check_recordings(paths, options.bag_options)
         if data_root.exists():
             shutil.rmtree(data_root)
         (data_root / "kitti_raw").mkdir(parents=True)
-        for number, path in enumerate(paths, 1):
-            recordings.append(open_recording(path, data_root / "kitti_raw", number, progress=options.progress,
-                                             **options.bag_options))
+        pairing = {key: value for key, value in options.bag_options.items() if key not in TOPIC_OPTIONS}
+        for number, source in enumerate(sources, 1):
+            recordings.append(open_recording(source, data_root / "kitti_raw", number, progress=options.progress,
+                                             **pairing))
         lookup = kitti_ground_truth(Path(options.ground_truth)) if options.ground_truth else None
         manifest = build_dataset(recordings, data_root, options.data, progress=options.progress, ground_truth=lookup)
         stamp_path.write_text(json.dumps(wanted, indent=2) + "\n")
@@ -179,7 +165,7 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
     metric = options.training.best_metric
     finished = trainer.epoch >= config.total_epochs
     best = load_checkpoint(train_dir / BEST_CHECKPOINT)
-    kept = {k: best.metadata.get("val", {}).get(k) for k in ("rmse_mm", "mae_mm", "irmse_1km", "imae_1km")}
+    kept = {k: best.metadata.get("val", {}).get(k) for k in VAL_COLUMNS}
     summary = {
         "model": options.model, "init_checkpoint": str(init), "architecture": checkpoint.architecture,
         "recordings": manifest["recordings"], "data": manifest, "crop": list(crop),
@@ -191,8 +177,7 @@ def adapt(recording_paths: list[str | Path], out_dir: str | Path, options: Adapt
         "seconds": {"data": round(data_seconds, 1), "training": round(train_seconds, 1)},
         "command": command,
     }
-    model = build_model(best.architecture, **best.kwargs)
-    model.load_state_dict(best.state_dict)
+    model = model_from_checkpoint(best, train_dir / BEST_CHECKPOINT)
     save_checkpoint(out_dir / ADAPTED_CHECKPOINT, model, {**best.metadata, "adaptation": _plain(summary)})
     # Its ONNX files beside it, as the shipped models have them: the node runs it without PyTorch.
     for refinement in refinements_beside(model):
@@ -210,6 +195,7 @@ def fills_hold_out(data_root: Path, crop: tuple[int, int]) -> dict:
     from depth_completion_ros.data.kitti import KittiDepthCompletion
     from depth_completion_ros.evaluation.metrics import DepthMetrics
     from depth_completion_ros.geometry import bottom_crop_offsets
+    from depth_completion_ros.training.config import BEST_METRICS
 
     frames = KittiDepthCompletion(data_root, "val", crop=crop)
     results = {}
@@ -220,8 +206,7 @@ def fills_hold_out(data_root: Path, crop: tuple[int, int]) -> dict:
             top, left = bottom_crop_offsets(*sparse.shape, *crop)
             window = (slice(top, top + crop[0]), slice(left, left + crop[1]))
             metrics.update(fill(sparse[window]), truth[window])
-        results[name] = {k: v for k, v in metrics.compute().items() if k in ("rmse_mm", "mae_mm", "irmse_1km",
-                                                                             "imae_1km")}
+        results[name] = {k: v for k, v in metrics.compute().items() if k in BEST_METRICS}
     return results
 
 

@@ -117,17 +117,17 @@ def _pixels(points: np.ndarray, camera: PinholeCamera, transform: np.ndarray, mi
     return rows, cols, depth[rows, cols]
 
 
-def accumulate(own_points: np.ndarray, own_pose: np.ndarray, neighbours: list[tuple[int, np.ndarray, np.ndarray]],
+def accumulate(own: np.ndarray, own_pose: np.ndarray, neighbours: list[tuple[int, np.ndarray, np.ndarray]],
                camera: PinholeCamera, lidar_to_camera: np.ndarray, min_depth: float = 0.1,
                max_depth: float | None = None, abs_tolerance: float = ABS_TOLERANCE_M,
                rel_tolerance: float = REL_TOLERANCE, half_width: int = WINDOW_HALF_WIDTH,
                visibility_radius: int = VISIBILITY_RADIUS) -> tuple[np.ndarray, AccumulationStats]:
     """The target depth image (H, W) float32 metres (0 = none) of one frame, and what was kept.
 
-    own_points: (N, >=3) the frame's sweep in its LiDAR frame; own_pose: 4x4 LiDAR -> fixed frame at its
-    time. neighbours: (frame offset, points in their LiDAR frame, their 4x4 LiDAR -> fixed frame pose).
+    own: (H, W) the frame's sweep projected into its camera (`geometry.project`, metres, 0 = none);
+    own_pose: 4x4 LiDAR -> fixed frame at its time. neighbours: (frame offset, points in their LiDAR frame,
+    their 4x4 LiDAR -> fixed frame pose), projected with `min_depth` and `max_depth`.
     """
-    own = project(own_points[:, :3], camera, lidar_to_camera, min_depth=min_depth, max_depth=max_depth)
     stats = AccumulationStats(own_pixels=int(np.count_nonzero(own)))
     half_height = window_half_height_for(own)
     stats.window_half_height = half_height

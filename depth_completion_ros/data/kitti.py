@@ -68,6 +68,21 @@ def parse_kitti_timestamp(line: str) -> int:
     return calendar.timegm(moment.timetuple()) * 1_000_000_000 + int(fraction)
 
 
+def format_kitti_timestamp(stamp_ns: int) -> str:
+    """Integer nanoseconds since the Unix epoch -> `YYYY-MM-DD hh:mm:ss.fffffffff` (UTC), the inverse of
+    `parse_kitti_timestamp`."""
+    seconds, fraction = divmod(int(stamp_ns), 1_000_000_000)
+    moment = _datetime.datetime.fromtimestamp(seconds, tz=_datetime.timezone.utc)
+    return f"{moment:%Y-%m-%d %H:%M:%S}.{fraction:09d}"
+
+
+def write_timestamps(path: str | Path, stamps_ns) -> None:
+    """A KITTI `timestamps.txt`, one line per stamp (nanoseconds since the Unix epoch)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(format_kitti_timestamp(stamp) + "\n" for stamp in stamps_ns))
+
+
 def read_timestamps(path: str | Path) -> np.ndarray:
     """All timestamps of a KITTI `timestamps.txt` as an int64 array of nanoseconds (blank lines skipped)."""
     path = Path(path)
