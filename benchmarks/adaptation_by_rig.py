@@ -6,7 +6,8 @@ recordings, drives B (3, 4) the test. Steps, each skipped when its output exists
 
 1. the world: `dcros synth --variety --drives-per-rig 4 --rig-beams B --drives 4 --val-drives 2`;
 2. drives A as bags without their ground-truth topic: `dcros kitti2bag --no-ground-truth`;
-3. `dcros adapt` on those bags (ground truth only to report the targets' own error);
+3. `dcros adapt` on those bags (ground truth only to report the targets' own error), and again with each
+   `--photometric-weight` given (photometric consistency with the neighbouring frames);
 4. the upper bound: the same fine-tune (model, epochs, schedule, crops, loss) on drives A *with* their
    ground truth, its last epoch;
 5. `dcros eval-kitti` on drives B (their ground truth) for the shipped model, the adapted one, the
@@ -15,7 +16,7 @@ recordings, drives B (3, 4) the test. Steps, each skipped when its output exists
 "Gap closed" = (shipped - adapted) / (shipped - ground-truth fine-tune), per metric.
 
     python benchmarks/adaptation_by_rig.py --work runs/adaptation_bench --rig 32:301 --rig 128:302 \\
-        --frames 24 --epochs 8 --json benchmarks/results/adaptation_by_rig.json
+        --frames 24 --epochs 8 --photometric-weight 0 10 --json benchmarks/results/adaptation_by_rig.json
 """
 from __future__ import annotations
 
@@ -63,7 +64,12 @@ def ground_truth_fine_tune(world: Path, out: Path, model: str, epochs: int) -> t
     return last, seconds
 
 
-def run_rig(work: Path, beams: int, seed: int, frames: int, epochs: int, models: list[str]) -> dict:
+def adapted_label(photometric_weight: float) -> str:
+    return "adapted" if not photometric_weight else f"adapted, photometric {photometric_weight:g}"
+
+
+def run_rig(work: Path, beams: int, seed: int, frames: int, epochs: int, models: list[str],
+            photometric_weights: list[float] = (0.0,)) -> dict:
     world = work / f"rig{beams}_seed{seed}"
     if not (world / "synth_manifest.json").is_file():
         _dcros(["synth", "--out", str(world), "--variety", "--drives-per-rig", "4", "--rig-beams", str(beams),
@@ -81,27 +87,33 @@ def run_rig(work: Path, beams: int, seed: int, frames: int, epochs: int, models:
               "adapt_drives": train_drives, "test_drives": manifest["splits"]["val"], "models": {}}
     scores = {}
     for model in models:
-        out = world / f"adapt_{Path(model).stem}"
-        summary_path = out / "adaptation.json"
-        if not summary_path.is_file():
-            started = time.perf_counter()
-            _dcros(["adapt", *map(str, bags), "--model", model, "--out", str(out), "--epochs", str(epochs),
-                    "--ground-truth", str(world), "--no-progress"])
-            (out / "wall_seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - started}) + "\n")
-        summary = json.loads(summary_path.read_text())
-        adapt_seconds = json.loads((out / "wall_seconds.json").read_text())["seconds"]
+        adapted = {}
+        for weight in photometric_weights:
+            out = world / (f"adapt_{Path(model).stem}" + (f"_photometric{weight:g}" if weight else ""))
+            summary_path = out / "adaptation.json"
+            if not summary_path.is_file():
+                started = time.perf_counter()
+                _dcros(["adapt", *map(str, bags), "--model", model, "--out", str(out), "--epochs", str(epochs),
+                        "--ground-truth", str(world), "--photometric-weight", str(weight), "--no-progress"])
+                (out / "wall_seconds.json").write_text(json.dumps({"seconds": time.perf_counter() - started}) + "\n")
+            adapted[adapted_label(weight)] = (out, json.loads(summary_path.read_text()),
+                                              json.loads((out / "wall_seconds.json").read_text())["seconds"])
         upper, upper_seconds = ground_truth_fine_tune(world, world / f"gt_finetune_{Path(model).stem}", model, epochs)
-        entries = {"shipped": model, "adapted": str(out / "adapted.pt"), "ground-truth fine-tune": str(upper)}
-        scored = {label: evaluate_once(source, world, world / "eval" / f"{Path(model).stem}_{label.split()[0]}")
+        entries = {"shipped": model, **{label: str(out / "adapted.pt") for label, (out, _, _) in adapted.items()},
+                   "ground-truth fine-tune": str(upper)}
+        scored = {label: evaluate_once(source, world, world / "eval" / f"{Path(model).stem}_{_slug(label)}")
                   for label, source in entries.items()}
-        gap = {metric: _gap(scored, metric) for metric in ("rmse_mm", "mae_mm")}
+        summary = next(iter(adapted.values()))[1]
         report["models"][model] = {
-            "scores": scored, "gap_closed": gap, "targets_vs_ground_truth": summary["data"]["target_vs_ground_truth"],
+            "scores": scored, "targets_vs_ground_truth": summary["data"]["target_vs_ground_truth"],
             "target_density": [r["target_density"] for r in summary["recordings"]],
             "sweep_density": [r["sweep_density"] for r in summary["recordings"]],
-            "hold_out_before": summary["hold_out_before"], "hold_out_after": summary["hold_out_after"],
-            "best_epoch": summary["best_epoch"], "adapt_wall_s": round(adapt_seconds, 1),
-            "adapt_seconds": summary["seconds"], "ground_truth_fine_tune_s": round(upper_seconds, 1),
+            "adapted": {label: {
+                "gap_closed": {metric: _gap(scored, label, metric) for metric in ("rmse_mm", "mae_mm")},
+                "hold_out_before": run["hold_out_before"], "hold_out_after": run["hold_out_after"],
+                "best_epoch": run["best_epoch"], "adapt_wall_s": round(seconds, 1), "adapt_seconds": run["seconds"],
+            } for label, (_, run, seconds) in adapted.items()},
+            "ground_truth_fine_tune_s": round(upper_seconds, 1),
         }
     for fill in FILLS:
         scores[fill] = evaluate_once(fill, world, world / "eval" / fill.split(":")[1])
@@ -119,8 +131,14 @@ def evaluate_once(source: str, world: Path, out: Path) -> dict:
     return evaluate(source, world, "val", out, None)["all"]
 
 
-def _gap(scored: dict, metric: str) -> float | None:
-    shipped, adapted, upper = (scored[k][metric] for k in ("shipped", "adapted", "ground-truth fine-tune"))
+def _slug(label: str) -> str:
+    """An output folder name for a row label: its first word, and the photometric weight where it has one."""
+    words = label.replace(",", "").split()
+    return words[0] if len(words) == 1 or words[1] != "photometric" else f"{words[0]}_photometric{words[2]}"
+
+
+def _gap(scored: dict, label: str, metric: str) -> float | None:
+    shipped, adapted, upper = (scored[k][metric] for k in ("shipped", label, "ground-truth fine-tune"))
     return None if shipped - upper <= 0 else (shipped - adapted) / (shipped - upper)
 
 
@@ -132,17 +150,24 @@ def markdown(reports: list[dict], command: str) -> str:
         rig = report["rig"]
         lines += [f"## {report['beams']}-beam rig (mount {rig['mount_height_m']:.2f} m, pitch "
                   f"{rig['mount_pitch_deg']:+.1f}°; world seed {report['seed']})", "",
-                  "| model | shipped | adapted (no ground truth) | ground-truth fine-tune | gap closed RMSE / MAE | "
-                  "adapt wall s | targets vs ground truth RMSE / MAE |",
-                  "|---|---:|---:|---:|---:|---:|---:|"]
+                  "| model | weights | RMSE / MAE | gap closed RMSE / MAE | adapt wall s | "
+                  "hold-out MAE before -> after |",
+                  "|---|---|---:|---:|---:|---:|"]
         for model, entry in report["models"].items():
-            cells = [f"{entry['scores'][k]['rmse_mm']:.0f} / {entry['scores'][k]['mae_mm']:.0f}"
-                     for k in ("shipped", "adapted", "ground-truth fine-tune")]
-            gap = " / ".join("-" if entry["gap_closed"][m] is None else f"{100 * entry['gap_closed'][m]:.0f} %"
-                             for m in ("rmse_mm", "mae_mm"))
+            for label, scores in entry["scores"].items():
+                run = entry["adapted"].get(label)
+                gap = wall = hold_out = ""
+                if run:
+                    gap = " / ".join("-" if run["gap_closed"][m] is None else f"{100 * run['gap_closed'][m]:.0f} %"
+                                     for m in ("rmse_mm", "mae_mm"))
+                    wall = f"{run['adapt_wall_s']:.0f}"
+                    before, after = (run["hold_out_before"] or {}).get("mae_mm"), run["hold_out_after"].get("mae_mm")
+                    hold_out = f"{before:.0f} -> {after:.0f}" if before is not None and after is not None else ""
+                lines.append(f"| {model} | {label} | {scores['rmse_mm']:.0f} / {scores['mae_mm']:.0f} | {gap} | "
+                             f"{wall} | {hold_out} |")
             truth = entry["targets_vs_ground_truth"] or {}
-            lines.append(f"| {model} | {' | '.join(cells)} | {gap} | {entry['adapt_wall_s']:.0f} | "
-                         f"{truth.get('rmse_mm', float('nan')):.0f} / {truth.get('mae_mm', float('nan')):.0f} |")
+            lines += ["", f"{model}: the accumulated targets against ground truth (drives A) RMSE / MAE "
+                      f"{truth.get('rmse_mm', float('nan')):.0f} / {truth.get('mae_mm', float('nan')):.0f} mm.", ""]
         fills = ", ".join(f"{name.split(':')[1]} {s['rmse_mm']:.0f} / {s['mae_mm']:.0f}"
                           for name, s in report["fills"].items())
         lines += ["", f"Classical fills on the same frames: {fills}.", ""]
@@ -157,12 +182,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--frames", type=int, default=24, help="frames per drive (default 24)")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--models", nargs="+", default=["default"])
+    parser.add_argument("--photometric-weight", nargs="+", type=float, default=[0.0], metavar="W",
+                        help="one adaptation per weight (0 = without the photometric term; default: 0)")
     parser.add_argument("--json", default=None)
     args = parser.parse_args(argv)
     reports = []
     for rig in args.rig:
         beams, seed = (int(v) for v in rig.split(":"))
-        reports.append(run_rig(args.work, beams, seed, args.frames, args.epochs, args.models))
+        reports.append(run_rig(args.work, beams, seed, args.frames, args.epochs, args.models, args.photometric_weight))
     command = "python benchmarks/adaptation_by_rig.py " + " ".join(sys.argv[1:] if argv is None else argv)
     text = markdown(reports, command)
     print(text)

@@ -2,7 +2,8 @@
 import numpy as np
 import pytest
 
-from depth_completion_ros.adaptation.recordings import MAX_EXTRAPOLATION_NS, TimedTransforms, read_poses, write_poses
+from depth_completion_ros.adaptation.recordings import MAX_EXTRAPOLATION_NS, TimedTransforms
+from depth_completion_ros.data.kitti import read_lidar_poses, write_lidar_poses
 from depth_completion_ros.data.synth.oxts import rotz
 from depth_completion_ros.geometry import make_transform
 
@@ -39,10 +40,10 @@ def test_no_pose_far_outside_the_transforms():
 
 def test_poses_file_round_trip(tmp_path):
     poses = {0: np.eye(4), 3: make_transform(rotz(0.3), (1.5, -2.0, 0.25))}
-    write_poses(tmp_path / "poses.txt", poses)
-    back = read_poses(tmp_path / "poses.txt")
+    write_lidar_poses(tmp_path / "poses.txt", poses)
+    back = read_lidar_poses(tmp_path / "poses.txt")
     assert sorted(back) == [0, 3]
     np.testing.assert_allclose(back[3], poses[3], atol=1e-9)
     (tmp_path / "bad.txt").write_text("0 1 2 3\n")
     with pytest.raises(ValueError, match="bad.txt:1"):
-        read_poses(tmp_path / "bad.txt")
+        read_lidar_poses(tmp_path / "bad.txt")

@@ -27,7 +27,9 @@ import numpy as np
 
 from depth_completion_ros.data import messages
 from depth_completion_ros.data.image_io import write_rgb_png
-from depth_completion_ros.data.kitti import KittiRawDrive, is_drive_name, write_timestamps
+from depth_completion_ros.data.kitti import (
+    LIDAR_POSES_FILE, KittiRawDrive, is_drive_name, write_lidar_poses, write_timestamps,
+)
 from depth_completion_ros.data.rosbag import TF_STATIC_TOPIC, TF_TOPIC, BagError, bag_topics, read_bag
 from depth_completion_ros.data.sync import ApproximateTimePairing
 from depth_completion_ros.geometry import (
@@ -43,7 +45,6 @@ LOGGER = logging.getLogger(__name__)
 # from the two nearest transforms (tf2 itself refuses any extrapolation; recorders stamp the pose and the
 # sweep of one instant a few milliseconds apart).
 MAX_EXTRAPOLATION_NS = 20_000_000
-POSES_FILE = "lidar_poses.txt"
 
 
 class EgoMotionError(BagError):
@@ -219,26 +220,6 @@ def write_calibration(date_dir: Path, camera: PinholeCamera, lidar_to_camera: np
     write_kitti_calibration(date_dir, {"00": fields, "02": fields}, np.eye(3), np.asarray(lidar_to_camera))
 
 
-def write_poses(path: Path, poses: dict) -> None:
-    """frame id, then the 12 values of the 3x4 LiDAR -> fixed frame pose (KITTI odometry's layout)."""
-    lines = [" ".join([f"{frame:d}"] + [f"{v:.9e}" for v in np.asarray(poses[frame])[:3].reshape(-1)])
-             for frame in sorted(poses)]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
-
-
-def read_poses(path: Path) -> dict:
-    poses = {}
-    for number, line in enumerate(path.read_text().splitlines(), 1):
-        values = line.split()
-        if len(values) != 13:
-            raise ValueError(f"{path}:{number}: expected a frame id and 12 pose values, got {len(values)} values")
-        pose = np.eye(4)
-        pose[:3] = np.array(values[1:], dtype=np.float64).reshape(3, 4)
-        poses[int(values[0])] = pose
-    return poses
-
-
 @dataclass
 class BagSource:
     """A bag inspected before anything is written: its topics and tf, the LiDAR's frame and where it moves."""
@@ -356,7 +337,7 @@ def extract_bag(source: BagSource, raw_root: Path, number: int, slop_s: float = 
                        f"{', '.join(required)})")
     write_timestamps(drive_dir / "image_02" / "timestamps.txt", [image for image, _ in frames])
     write_timestamps(drive_dir / "velodyne_points" / "timestamps.txt", [cloud for _, cloud in frames])
-    write_poses(drive_dir / POSES_FILE, poses)
+    write_lidar_poses(drive_dir / LIDAR_POSES_FILE, poses)
     drive = KittiRawDrive(raw_root, drive_dir.name)
     return Recording(str(bag_path), "bag", drive, poses, source.fixed_frame, dropped)
 

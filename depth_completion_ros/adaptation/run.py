@@ -44,6 +44,10 @@ class TrainingOptions:
     # L1 to the starting model's depth on the pixels without a target (between a LiDAR's beams): without it a
     # fine-tune on beam-striped targets improved along the beams and drifted between them (0 = off)
     anchor_weight: float = 1.0
+    # > 0: photometric consistency with the neighbouring frames' images (`training.photometric`), the one signal
+    # between the beams; measured in benchmarks/results/adaptation_by_rig.md
+    photometric_weight: float = 0.0
+    photometric_views: int = 1
     best_metric: str = "mae_mm"
     device: str = "auto"
     seed: int = 0
@@ -85,7 +89,9 @@ def fine_tune_config(checkpoint, init: Path, data_root: Path, options: TrainingO
                  "workers": options.workers, "limit_val": options.limit_val},
         "optimizer": {"name": "adam", "lr": options.lr},
         "schedule": {"type": "cosine", "epochs": options.epochs, "min_lr": options.min_lr},
-        "loss": {"type": options.loss},
+        "loss": {"type": options.loss, **({"photometric_weight": options.photometric_weight,
+                                           "photometric_views": options.photometric_views}
+                                          if options.photometric_weight > 0 else {})},
         "distillation": ({"type": "anchor", "teacher": str(init), "anchor_weight": options.anchor_weight}
                          if options.anchor_weight > 0 else {"type": "none"}),
         "seed": options.seed, "device": options.device, "progress": progress, "tensorboard": False,

@@ -50,6 +50,11 @@ def configure(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--anchor-weight", type=float, default=training.anchor_weight,
                        help="L1 to the starting model's depth where the targets say nothing (between the beams); "
                             "0 = off (default: %(default)s)")
+    group.add_argument("--photometric-weight", type=float, default=training.photometric_weight,
+                       help="> 0: add the photometric consistency of the depth with the images of the neighbouring "
+                            "frames, moved by the ego motion, at this weight (default: %(default)s, off)")
+    group.add_argument("--photometric-views", type=int, default=training.photometric_views,
+                       help="neighbouring frames on each side for --photometric-weight (default: %(default)s)")
     group.add_argument("--best-metric", default=training.best_metric,
                        choices=("rmse_mm", "mae_mm", "irmse_1km", "imae_1km"),
                        help="the validation hold-out figure the kept checkpoint minimises (default: %(default)s)")
@@ -73,7 +78,8 @@ def run(args: argparse.Namespace) -> int:
         model=args.model,
         data=DatasetOptions(neighbours=args.neighbours, val_fraction=args.val_fraction, hold_out=args.hold_out),
         training=TrainingOptions(epochs=args.epochs, lr=args.lr, batch_size=args.batch_size,
-                                 anchor_weight=args.anchor_weight,
+                                 anchor_weight=args.anchor_weight, photometric_weight=args.photometric_weight,
+                                 photometric_views=args.photometric_views,
                                  best_metric=args.best_metric, device=args.device, seed=args.seed),
         ground_truth=args.ground_truth,
         bag_options={"slop_s": args.slop, "image_topic": args.image_topic, "info_topic": args.info_topic,

@@ -43,6 +43,8 @@ from depth_completion_ros.geometry import (
     read_intrinsics_txt,
 )
 
+# The LiDAR's pose per frame in a drive written from a recording (`dcros adapt`), where no OXTS exists.
+LIDAR_POSES_FILE = "lidar_poses.txt"
 KITTI_CROP = (352, 1216)  # (height, width) of the benchmark's bottom crop
 SPLITS = ("train", "val", "val_selection_cropped")
 CAMERAS = ("image_02", "image_03")
@@ -81,6 +83,30 @@ def write_timestamps(path: str | Path, stamps_ns) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("".join(format_kitti_timestamp(stamp) + "\n" for stamp in stamps_ns))
+
+
+def write_lidar_poses(path: str | Path, poses: dict) -> None:
+    """`LIDAR_POSES_FILE`: a frame id, then the 12 values of the 3x4 LiDAR -> fixed frame pose (KITTI odometry's
+    layout, with the frame id in front, since a recording's frames need not all have a pose)."""
+    path = Path(path)
+    lines = [" ".join([f"{frame:d}"] + [f"{v:.9e}" for v in np.asarray(poses[frame])[:3].reshape(-1)])
+             for frame in sorted(poses)]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def read_lidar_poses(path: str | Path) -> dict[int, np.ndarray]:
+    """{frame id: 4x4 LiDAR -> fixed frame} of a `write_lidar_poses` file."""
+    path = Path(path)
+    poses = {}
+    for number, line in enumerate(path.read_text().splitlines(), 1):
+        values = line.split()
+        if len(values) != 13:
+            raise ValueError(f"{path}:{number}: expected a frame id and 12 pose values, got {len(values)} values")
+        pose = np.eye(4)
+        pose[:3] = np.array(values[1:], dtype=np.float64).reshape(3, 4)
+        poses[int(values[0])] = pose
+    return poses
 
 
 def read_timestamps(path: str | Path) -> np.ndarray:
@@ -208,6 +234,17 @@ class KittiRawDrive:
         # The exact inverse, as pykitti's: the file's 7-digit rotation is orthonormal only to ~1e-7.
         velo_to_imu = np.linalg.inv(self.imu_to_velo)
         return {frame: pose @ velo_to_imu for frame, pose in enumerate(self._imu_poses)}
+
+    def lidar_poses(self) -> dict[int, np.ndarray]:
+        """{frame id: 4x4 LiDAR -> fixed frame}: the drive's `LIDAR_POSES_FILE` where it has one (a drive written
+        from a bag), else the OXTS poses (`velodyne_poses`)."""
+        path = self.path / LIDAR_POSES_FILE
+        return read_lidar_poses(path) if path.is_file() else self.velodyne_poses()
+
+    def camera_poses(self, camera: str = "image_02") -> dict[int, np.ndarray]:
+        """{frame id: 4x4 rectified `camera` -> fixed frame} from `lidar_poses` and the date's calibration."""
+        camera_to_lidar = np.linalg.inv(self.calibration_for(camera).lidar_to_camera)
+        return {frame: pose @ camera_to_lidar for frame, pose in self.lidar_poses().items()}
 
     def image_path(self, frame_id: int, camera: str = "image_02") -> Path:
         return self.path / _camera_folder(camera) / "data" / f"{int(frame_id):010d}.png"
@@ -446,15 +483,25 @@ def _frames_selection(root: Path, cameras: Sequence[str]) -> tuple[list, int]:
     return frames, unpaired
 
 
-def _colour_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float) -> np.ndarray:
-    """Brightness, contrast and saturation factors drawn in [1 - strength, 1 + strength]; rgb (H, W, 3) in 0..1."""
+def _colour_jitter(rgb: np.ndarray, rng: np.random.Generator, strength: float,
+                   others: Sequence[np.ndarray] = ()) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Brightness, contrast and saturation factors drawn in [1 - strength, 1 + strength]; rgb (H, W, 3) in 0..1.
+    `others` (neighbouring views of the same frame) get the same factors about rgb's mean grey, so that they stay
+    photometrically consistent with it. Returns (rgb, others)."""
     brightness, contrast, saturation = rng.uniform(1 - strength, 1 + strength, size=3)
-    rgb = rgb * brightness
-    grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    rgb = (rgb - grey.mean()) * contrast + grey.mean()
-    grey = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
-    rgb = (rgb - grey[..., None]) * saturation + grey[..., None]
-    return np.clip(rgb, 0.0, 1.0).astype(np.float32)
+    weights = np.array([0.299, 0.587, 0.114], dtype=np.float32)
+    mean_grey = ((rgb * brightness) @ weights).mean()
+
+    def apply(image: np.ndarray) -> np.ndarray:
+        image = (image * brightness - mean_grey) * contrast + mean_grey
+        grey = image @ weights
+        image = (image - grey[..., None]) * saturation + grey[..., None]
+        return np.clip(image, 0.0, 1.0).astype(np.float32)
+    return apply(rgb), [apply(other) for other in others]
+
+
+# A view's pose in the mirrored image: flipping the columns about cx' = W - 1 - cx mirrors x in the camera frame.
+_MIRROR_X = np.diag([-1.0, 1.0, 1.0, 1.0])
 
 
 class KittiDepthCompletion:
@@ -469,6 +516,11 @@ class KittiDepthCompletion:
     rgb by up to `jitter` and, with `random_crop=(h, w)`, cuts a random window inside the bottom crop. The
     random draws come from a generator seeded by (seed, epoch, index): `set_epoch(epoch)` before each epoch
     and the same seed gives the same samples in every run, whatever the number of loader workers.
+
+    `views=k` (train/val splits; photometric losses) adds the images of the k frames before and after, cut,
+    mirrored and jittered as rgb: "views" float32 [2k,3,H,W] (frames -k..-1, 1..k), "view_poses" float32
+    [2k,4,4] (this camera -> the view's camera, from the drive's LiDAR poses: `KittiRawDrive.lidar_poses`) and
+    "view_valid" bool [2k] (False where the neighbour is not in this split or has no pose; its view is zeros).
     """
 
     def __init__(
@@ -482,6 +534,7 @@ class KittiDepthCompletion:
         raw_root: str | Path | None = None,
         random_crop: tuple[int, int] | None = None,
         jitter: float = 0.2,
+        views: int = 0,
     ):
         self.root = Path(root)
         if not self.root.is_dir():
@@ -516,6 +569,15 @@ class KittiDepthCompletion:
                              "02 (dcros synth --raw-camera), which training and eval-kitti cannot use; convert them "
                              "with dcros kitti2bag and score them with dcros eval-bag, which rectifies them")
         self._cameras: dict[tuple[str, str], PinholeCamera] = {}
+        if int(views) != views or views < 0:
+            raise ValueError(f"views must be a non-negative integer, got {views!r}")
+        if views and split == "val_selection_cropped":
+            raise ValueError("views need whole drives (train or val splits); val_selection_cropped has single frames")
+        self.views = int(views)
+        self._split_frames: dict[tuple[str, str], set[int]] = {}
+        for frame in self.frames:
+            self._split_frames.setdefault((frame.drive, frame.camera), set()).add(frame.frame_id)
+        self._camera_poses: dict[tuple[str, str], dict[int, np.ndarray]] = {}
 
     def __len__(self) -> int:
         return len(self.frames)
@@ -559,31 +621,77 @@ class KittiDepthCompletion:
         rgb, sparse, gt, camera = self.load(index)
         rgb = rgb.astype(np.float32) / np.float32(255.0)
 
+        views, view_poses, view_valid = self._load_views(index, rgb.shape)
+        images = [rgb, sparse, gt, *views]  # cut and mirrored together
         if self.crop is not None:
             height, width = self.crop
             top, left = bottom_crop_offsets(camera.height, camera.width, height, width)
-            camera, (rgb, sparse, gt) = self._apply_crop(camera, top, left, height, width, rgb, sparse, gt)
+            camera, images = self._apply_crop(camera, top, left, height, width, *images)
         if self.augment:
             rng = np.random.default_rng([self.seed, self.epoch, index])
             if self.random_crop is not None:
                 height, width = self.random_crop
                 top = int(rng.integers(0, camera.height - height + 1))
                 left = int(rng.integers(0, camera.width - width + 1))
-                camera, (rgb, sparse, gt) = self._apply_crop(camera, top, left, height, width, rgb, sparse, gt)
+                camera, images = self._apply_crop(camera, top, left, height, width, *images)
             if rng.random() < 0.5:
-                rgb, sparse, gt = rgb[:, ::-1], sparse[:, ::-1], gt[:, ::-1]
+                images = [image[:, ::-1] for image in images]
                 camera = PinholeCamera(camera.width, camera.height, camera.fx, camera.fy,
                                        camera.width - 1 - camera.cx, camera.cy)
+                view_poses = [_MIRROR_X @ pose @ _MIRROR_X for pose in view_poses]
             if self.jitter > 0:
-                rgb = _colour_jitter(rgb, rng, self.jitter)
+                jittered, others = _colour_jitter(images[0], rng, self.jitter, images[3:])
+                images = [jittered, *images[1:3], *others]
+        rgb, sparse, gt, views = images[0], images[1], images[2], images[3:]
 
-        return {
+        item = {
             "rgb": torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1))),
             "sparse": torch.from_numpy(np.ascontiguousarray(sparse)[None]),
             "gt": torch.from_numpy(np.ascontiguousarray(gt)[None]),
             "K": torch.from_numpy(camera.K.astype(np.float32)),
             "name": self.frames[index].name,
         }
+        if self.views:
+            item["views"] = torch.from_numpy(np.ascontiguousarray(np.stack(views).transpose(0, 3, 1, 2)))
+            item["view_poses"] = torch.from_numpy(np.stack(view_poses).astype(np.float32))
+            item["view_valid"] = torch.tensor(view_valid, dtype=torch.bool)
+        return item
+
+    def view_offsets(self) -> list[int]:
+        """The frame offsets of an item's views, in their order."""
+        return [*range(-self.views, 0), *range(1, self.views + 1)]
+
+    def _poses_of(self, frame: KittiFrame) -> dict[int, np.ndarray]:
+        key = (frame.drive, frame.camera)
+        if key not in self._camera_poses:
+            try:
+                self._camera_poses[key] = KittiRawDrive(self.raw_root, frame.drive).camera_poses(frame.camera)
+            except (FileNotFoundError, ValueError) as error:
+                raise FileNotFoundError(f"{frame.name}: views need the vehicle's motion, and drive {frame.drive} "
+                                        f"has neither {LIDAR_POSES_FILE} nor OXTS poses ({error})") from None
+        return self._camera_poses[key]
+
+    def _load_views(self, index: int, shape: tuple) -> tuple[list[np.ndarray], list[np.ndarray], list[bool]]:
+        """(images float32 (H,W,3) in 0..1, this camera -> view camera 4x4, valid) of the item's views."""
+        if not self.views:
+            return [], [], []
+        frame = self.frames[index]
+        poses, present = self._poses_of(frame), self._split_frames[(frame.drive, frame.camera)]
+        images, transforms, valid = [], [], []
+        for offset in self.view_offsets():
+            other = frame.frame_id + offset
+            path = frame.rgb_path.with_name(f"{other:010d}{frame.rgb_path.suffix}")
+            usable = other in present and other in poses and frame.frame_id in poses and path.is_file()
+            image = read_rgb_png(path).astype(np.float32) / np.float32(255.0) if usable else None
+            if image is None or image.shape != shape:
+                images.append(np.zeros(shape, dtype=np.float32))
+                transforms.append(np.eye(4))
+                valid.append(False)
+                continue
+            images.append(image)
+            transforms.append(np.linalg.inv(poses[other]) @ poses[frame.frame_id])
+            valid.append(True)
+        return images, transforms, valid
 
     @staticmethod
     def _apply_crop(camera: PinholeCamera, top: int, left: int, height: int, width: int, *images):

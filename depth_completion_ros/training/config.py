@@ -12,7 +12,9 @@ A configuration is a YAML mapping with these sections (every key optional unless
     optimizer:    name (adam | adamw), lr, betas [b1, b2], weight_decay, grad_clip_norm
     schedule:     type (constant | step | multistep | cosine), epochs, step_size, gamma, milestones,
                   min_lr — stepped once per epoch, restarted at every stage
-    loss:         type (l1 | l2 | l1+l2), l1_weight, l2_weight — on pixels with ground truth > 0
+    loss:         type (l1 | l2 | l1+l2), l1_weight, l2_weight — on pixels with ground truth > 0;
+                  photometric_weight (> 0: photometric consistency with photometric_views neighbouring
+                  frames on each side, which need the drives' poses; see LossConfig)
     stages:       list of {name, epochs (required), lr, train (all | backbone | refinement),
                   refine (bool), batch_size, random_crop}; absent: one stage "all" of schedule.epochs
     distillation: type (none | feature | blackbox | anchor) and the keys of that type (see DistillationConfig)
@@ -342,12 +344,18 @@ class LossConfig:
     supervision: total = (1 - sum of weights) * loss(final) + sum(weight * loss(output)). The names are
     those the model returns with `return_features=True` that are depth maps (CDSPN: rgb_branch_depth,
     depth_branch_depth, coarse_depth, refined_dilation<d>).
+
+    photometric_weight: > 0 adds that weight times the photometric consistency of the depth with the images of
+    the `photometric_views` frames before and after (`training.photometric`): supervision where no ground truth
+    is. The frames' poses come from the drive (`KittiRawDrive.lidar_poses`: OXTS, or a recording's poses file).
     """
 
     type: str = "l1"
     l1_weight: float = 1.0
     l2_weight: float = 1.0
     intermediate: dict = field(default_factory=dict)
+    photometric_weight: float = 0.0
+    photometric_views: int = 1
 
     @classmethod
     def parse(cls, data: Any, key: str = "loss") -> "LossConfig":
@@ -367,6 +375,10 @@ class LossConfig:
             if sum(out.intermediate.values()) >= 1.0:
                 raise ConfigError(f"{key}.intermediate: the weights sum to {sum(out.intermediate.values()):g}; "
                                   "they must sum to less than 1 (the final output keeps 1 - their sum)")
+        if "photometric_weight" in data:
+            out.photometric_weight = _number(data["photometric_weight"], f"{key}.photometric_weight", 0.0)
+        if "photometric_views" in data:
+            out.photometric_views = _integer(data["photometric_views"], f"{key}.photometric_views", 1)
         return out
 
 
@@ -664,6 +676,9 @@ class TrainConfig:
         # Absent as in configs written before they existed (resume compares them).
         if not self.loss.intermediate:
             out["loss"].pop("intermediate")
+        if not self.loss.photometric_weight:
+            out["loss"].pop("photometric_weight")
+            out["loss"].pop("photometric_views")
         if not self.model.new_layers:
             out["model"].pop("new_layers")
         if not self.validate_start:

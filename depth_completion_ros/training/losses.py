@@ -172,6 +172,41 @@ class AnchoredCriterion(nn.Module):
         return total + self.anchor_weight * anchor, terms
 
 
+class PhotometricCriterion(nn.Module):
+    """Another criterion plus weight * the photometric consistency of the depth with its neighbouring views
+    (`photometric.PhotometricLoss`): supervision between the LiDAR's beams, where no target is. Called with
+    `views` = dict(rgb, K, views, poses, valid) of the batch."""
+
+    needs_views = True
+
+    def __init__(self, base: nn.Module, weight: float):
+        super().__init__()
+        from .photometric import PhotometricLoss
+
+        self.base = base
+        self.weight = float(weight)
+        self.photometric = PhotometricLoss()
+
+    @property
+    def needs_teacher(self) -> bool:
+        return getattr(self.base, "needs_teacher", False)
+
+    @property
+    def needs_features(self) -> bool:
+        return getattr(self.base, "needs_features", False)
+
+    def forward(self, student_depth, ground_truth, teacher_depth=None, teacher_features=None,
+                student_features=None, views=None):
+        """(loss, the base criterion's terms, "photometric" and "photometric_pixels" (the share scored))."""
+        if views is None:
+            raise ValueError("the photometric loss needs the batch's neighbouring views (data set views > 0)")
+        total, terms = self.base(student_depth, ground_truth, teacher_depth, teacher_features, student_features)
+        loss, share = self.photometric(student_depth, **views)
+        terms["photometric"] = loss.detach()
+        terms["photometric_pixels"] = share
+        return total + self.weight * loss, terms
+
+
 def feature_layer_pairs(teacher: nn.Module, student: nn.Module, layers, probe_size=(64, 64)) -> list[LayerPair]:
     """LayerPairs for [(teacher_layer, student_layer), ...] with channel counts probed from both models."""
     teacher_channels = probe_feature_channels(teacher, *probe_size)
@@ -190,7 +225,14 @@ def feature_layer_pairs(teacher: nn.Module, student: nn.Module, layers, probe_si
 
 def build_criterion(loss: LossConfig, distillation: DistillationConfig, student: nn.Module | None = None,
                     teacher: nn.Module | None = None) -> nn.Module:
-    """The criterion a configuration asks for. Feature distillation needs both models (to size adapters)."""
+    """The criterion a configuration asks for (with loss.photometric_weight > 0, plus the photometric term).
+    Feature distillation needs both models (to size adapters)."""
+    criterion = _supervision(loss, distillation, student, teacher)
+    return PhotometricCriterion(criterion, loss.photometric_weight) if loss.photometric_weight > 0 else criterion
+
+
+def _supervision(loss: LossConfig, distillation: DistillationConfig, student: nn.Module | None,
+                 teacher: nn.Module | None) -> nn.Module:
     if distillation.type == "none":
         return GroundTruthLoss(loss.type, loss.l1_weight, loss.l2_weight, loss.intermediate)
     if distillation.type == "feature":

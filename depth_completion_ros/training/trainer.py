@@ -145,13 +145,15 @@ class _StudentObjective(nn.Module):
         self.criterion = criterion
         self.refine = refine
 
-    def forward(self, rgb, sparse, gt, teacher_depth=None, teacher_features=None):
-        """(loss, {term: detached tensor})."""
+    def forward(self, rgb, sparse, gt, teacher_depth=None, teacher_features=None, views=None):
+        """(loss, {term: detached tensor}); `views` for a criterion that needs_views."""
         kwargs = {} if self.refine else {"refine": False}
         if getattr(self.criterion, "needs_features", False):
             depth, features = self.model(rgb, sparse, return_features=True, **kwargs)
         else:
             depth, features = self.model(rgb, sparse, **kwargs), None
+        if views is not None:
+            return self.criterion(depth, gt, teacher_depth, teacher_features, features, views=views)
         return self.criterion(depth, gt, teacher_depth, teacher_features, features)
 
 
@@ -192,9 +194,10 @@ class Trainer:
         seed_everything(config.seed)
 
         data = config.data
+        views = config.loss.photometric_views if config.loss.photometric_weight > 0 else 0
         self.train_set = depth_completion_data(data.root, data.train_split, crop=data.crop, augment=data.augment,
                                                seed=config.seed, cameras=data.cameras, random_crop=data.random_crop,
-                                               jitter=data.jitter)
+                                               jitter=data.jitter, views=views)
         self.train_indices = _evenly_spaced(len(self.train_set), data.limit_train)
         self.val_set = None
         self.val_indices: list[int] = []
@@ -411,6 +414,13 @@ class Trainer:
             save_checkpoint(self.out_dir / BEST_CHECKPOINT, self.model, self._metadata(with_state=False))
         barrier(self.context)
 
+    def _views(self, batch: dict, rgb: torch.Tensor) -> dict | None:
+        """The neighbouring views a photometric criterion compares the frame with (None for the others)."""
+        if not getattr(self.criterion, "needs_views", False):
+            return None
+        return {"rgb": rgb, "K": batch["K"].to(self.device), "views": batch["views"].to(self.device, non_blocking=True),
+                "poses": batch["view_poses"].to(self.device), "valid": batch["view_valid"].to(self.device)}
+
     def _teacher_outputs(self, names, rgb, sparse):
         if not getattr(self.criterion, "needs_teacher", False):
             return None, None
@@ -451,7 +461,7 @@ class Trainer:
             sparse = batch["sparse"].to(self.device, non_blocking=True)
             gt = batch["gt"].to(self.device, non_blocking=True)
             teacher_depth, teacher_features = self._teacher_outputs(batch["name"], rgb, sparse)
-            loss, terms = self._step_module(rgb, sparse, gt, teacher_depth, teacher_features)
+            loss, terms = self._step_module(rgb, sparse, gt, teacher_depth, teacher_features, self._views(batch, rgb))
             self.optimizer.zero_grad(set_to_none=True)
             loss.backward()
             if self.config.optimizer.grad_clip_norm is not None:
@@ -650,7 +660,16 @@ class Trainer:
         path = self.out_dir / LOG_FILE
         if path.is_file() and path.stat().st_size > 0:
             with open(path, newline="") as stream:
-                fieldnames = next(csv.reader(stream), None) or list(row)
+                rows = list(csv.DictReader(stream))
+                fieldnames = list(rows[0].keys()) if rows else list(row)
+            new = [name for name in row if name not in fieldnames]
+            if new:  # e.g. the loss terms after the starting weights' row (validate_start), which has none
+                fieldnames = fieldnames[:fieldnames.index("train_loss") + 1] + new + \
+                    fieldnames[fieldnames.index("train_loss") + 1:] if "train_loss" in fieldnames else fieldnames + new
+                with open(path, "w", newline="") as stream:
+                    writer = csv.DictWriter(stream, fieldnames=fieldnames)
+                    writer.writeheader()
+                    writer.writerows(rows)
             with open(path, "a", newline="") as stream:
                 csv.DictWriter(stream, fieldnames=fieldnames, extrasaction="ignore").writerow(row)
         else:
