@@ -1,4 +1,5 @@
-"""GPU speed of the networks (eager, CUDA graphs, torch.compile) and of the frame's other stages on the GPU.
+"""GPU speed of the networks (eager, CUDA graphs, torch.compile, ONNX Runtime's CUDA and TensorRT providers) and
+of the frame's other stages on the GPU.
 
     python benchmarks/bench_gpu.py --json benchmarks/results/gpu.json          # on a CUDA machine, a few minutes
     python benchmarks/bench_gpu.py --device cpu --height 32 --width 64 --runs 2 --models cdspn_x32 --no-compile
@@ -17,14 +18,23 @@ autocast, each as
 - compiled: the DA-CSPN++ iterations through `torch.compile` (`--compile-target`, default `tap_sum`: the
   per-iteration weighted sum of the k*k-1 shifted depth maps, one fused kernel instead of k*k-1; the
   rest of the network stays eager);
-- compiled+cuda_graph: both, the compiled kernels captured with the rest of the forward.
+- compiled+cuda_graph: both, the compiled kernels captured with the rest of the forward;
+- onnx_cuda, onnx_tensorrt: the model exported to ONNX (the whole graph, once per model) and run by the ONNX
+  engine (`runtime.onnx_runtime.OnnxRuntime.run`, as `Engine.predict` runs it on numpy frames: host arrays in,
+  the depth back on the host, so the copies to and from the GPU are timed with it) through onnxruntime-gpu's
+  CUDAExecutionProvider (fp32: it runs the graph as exported) or TensorrtExecutionProvider (fp32, and fp16
+  engines). TensorRT builds its engine at the first call (setup_s) and caches it under the user's cache
+  (`onnx_runtime.tensorrt_cache_dir`): a second run of the script loads it. A provider that onnxruntime lacks
+  is skipped with the reason; one that fails to load is a failed row, not a CPU timing.
 
 Every configuration is warmed up (`--warmup`), then timed `--runs` times, one frame at a time from an idle
 GPU: CUDA events around each call give the figures (median, p90, min), the wall clock is kept beside them.
 Peak memory is `torch.cuda.max_memory_allocated` over the configuration (weights included). Each variant's
 output is compared with eager's at the same precision (`max_abs_diff_m`). A variant that fails is
 recorded with its error and the run goes on; a variant that cannot run here is recorded as skipped, with
-the reason.
+the reason. The ONNX rows are timed by the host clock (onnxruntime returns when the depth is on the host) and
+have no peak memory (onnxruntime's allocations are its own); they count for the goals below as they are, copies
+included.
 
 Pipeline at KITTI size (1242x375 image, ~120k-point Velodyne-like cloud, messages in): the frame's stages
 other than the network, (a) as shipped (`FrameProcessor` with a stand-in engine that returns its sparse
@@ -44,7 +54,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -62,9 +74,14 @@ from depth_completion_ros.inference import Engine, example_inputs  # noqa: E402
 from depth_completion_ros.model_zoo import shipped_checkpoints  # noqa: E402
 from depth_completion_ros.models import dacspn, list_models  # noqa: E402
 from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions  # noqa: E402
+from depth_completion_ros.runtime.spec import (  # noqa: E402
+    ORT_CPU, ORT_CUDA, ORT_TENSORRT, Device, EngineSpec, onnx_providers_available,
+)
 
 PRECISIONS = ("fp32", "fp16")
 VARIANTS = ("engine", "eager", "cuda_graph", "compiled", "compiled+cuda_graph")
+# ONNX Runtime's variants and the execution provider each asks for (the CPU's takes what it cannot run).
+ONNX_VARIANTS = {"onnx_cuda": ORT_CUDA, "onnx_tensorrt": ORT_TENSORRT}
 # What --compile-target compiles: a function of the dacspn module (looked up there at every call) or
 # the refinement's `refine` method (patched on the instance).
 COMPILE_TARGETS = {"tap_sum": "_weighted_tap_sum", "propagate": "propagate", "refine": "refine"}
@@ -91,10 +108,11 @@ def synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_on(device: torch.device, function, runs: int, warmup: int) -> dict:
+def time_on(device: torch.device, function, runs: int, warmup: int, host_clock: bool = False) -> dict:
     """Figures of `function()` in ms. Each run starts from an idle device, as a frame of the node does; on
     CUDA the figures come from events around the call (launch gaps included), `wall_median_ms` from the
-    host clock."""
+    host clock. `host_clock`: the host clock only, for work on streams other than PyTorch's (onnxruntime)
+    that is finished when the call returns."""
     for _ in range(warmup):
         function()
     synchronize(device)
@@ -102,7 +120,7 @@ def time_on(device: torch.device, function, runs: int, warmup: int) -> dict:
     for _ in range(runs):
         synchronize(device)
         start = time.perf_counter()
-        if device.type == "cuda":
+        if device.type == "cuda" and not host_clock:
             begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
             begin.record()
             function()
@@ -210,22 +228,40 @@ def skip_reasons(device: torch.device, precision: str, has_refinement: bool, arg
     return reasons
 
 
-def run_variant(row: dict, device: torch.device, setup, runs: int, warmup: int, reference) -> dict:
-    """Fill `row` with the figures of the call that `setup()` returns, or with the error."""
+def onnx_skip_reasons(device: torch.device, precision: str, available) -> dict[str, str]:
+    """{ONNX variant: why it does not run here} for one precision, given onnxruntime's providers `available`."""
+    reasons = {}
+    for variant, provider in ONNX_VARIANTS.items():
+        if ORT_CUDA not in available:  # TensorRT's provider needs CUDA's too
+            reasons[variant] = f"onnxruntime has no {ORT_CUDA}"
+        elif provider not in available:
+            reasons[variant] = f"onnxruntime has no {provider}"
+        elif device.type != "cuda":
+            reasons[variant] = f"{provider} needs a CUDA device"
+        elif precision == "fp16" and provider == ORT_CUDA:
+            # Converting the graph to fp16 is not done: the CUDA provider runs it as exported.
+            reasons[variant] = f"{ORT_CUDA} runs the fp32 graph; fp16 runs through {ORT_TENSORRT}"
+    return reasons
+
+
+def run_variant(row: dict, device: torch.device, setup, runs: int, warmup: int, reference,
+                pytorch: bool = True) -> dict:
+    """Fill `row` with the figures of the call that `setup()` returns, or with the error. `pytorch=False`: a
+    call outside PyTorch (onnxruntime), timed by the host clock, with no peak memory of PyTorch's."""
     try:
         if device.type == "cuda":
             torch.cuda.empty_cache()
             torch.cuda.reset_peak_memory_stats(device)
         start = time.perf_counter()
         call, output = setup()
-        call()  # the first call compiles or captures where a variant does: part of its setup time
+        call()  # the first call compiles, captures or builds an engine where a variant does: part of its setup
         synchronize(device)
         row["setup_s"] = time.perf_counter() - start
-        row.update(time_on(device, call, runs, warmup))
+        row.update(time_on(device, call, runs, warmup, host_clock=not pytorch))
         result = output()
         row["max_abs_diff_m"] = None if reference is None else float((result.float() - reference).abs().max())
-        row["peak_allocated_mib"] = (torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda"
-                                     else None)
+        row["peak_allocated_mib"] = (torch.cuda.max_memory_allocated(device) / 2**20
+                                     if device.type == "cuda" and pytorch else None)
         row["status"] = "ok"
     except Exception as error:  # noqa: BLE001 - a failing variant is a finding; the others still run
         message = str(error).strip().splitlines()
@@ -250,9 +286,12 @@ def benchmark_model(name: str, device: torch.device, args) -> tuple[dict, list[d
     rgb, sparse = example_inputs(args.height, args.width, seed=args.seed, device=device)
     rgb = rgb.contiguous(memory_format=torch.channels_last)
     sparse = sparse.contiguous(memory_format=torch.channels_last)
+    available = onnx_providers_available()
+    graph = OnnxGraph(model, Path(args.onnx_dir) / f"{Path(name).stem}.onnx")
     rows = []
     for precision in PRECISIONS:
-        reasons = skip_reasons(device, precision, has_refinement, args)
+        reasons = {**skip_reasons(device, precision, has_refinement, args),
+                   **onnx_skip_reasons(device, precision, available)}
         base = {"model": name, "architecture": engine.architecture, "precision": precision,
                 "height": args.height, "width": args.width}
         reference = None
@@ -269,13 +308,17 @@ def benchmark_model(name: str, device: torch.device, args) -> tuple[dict, list[d
             yield "engine", lambda: _engine_call(model, device, precision, rgb, sparse)
             yield "eager", lambda: (eager, eager)
             yield "cuda_graph", lambda: capture_graph(model, rgb, sparse, precision)
+            for variant, provider in ONNX_VARIANTS.items():
+                yield variant, functools.partial(onnx_setup, graph, engine.architecture, device, precision, provider,
+                                                 rgb, sparse)
 
         for variant, setup in setups():
             row = {**base, "variant": variant}
             if variant in reasons:
                 report({**row, "status": "skipped", "reason": reasons[variant]})
             else:
-                report(run_variant(row, device, setup, args.runs, args.warmup, reference))
+                report(run_variant(row, device, setup, args.runs, args.warmup, reference,
+                                   pytorch=variant not in ONNX_VARIANTS))
         compiled_variants = ("compiled", "compiled+cuda_graph")
         if "compiled" in reasons:
             for variant in compiled_variants:
@@ -305,6 +348,60 @@ def _engine_call(model, device: torch.device, precision: str, rgb: torch.Tensor,
     def call():
         return engine.predict(rgb, sparse)
     return call, call
+
+
+class OnnxGraph:
+    """The model exported to ONNX file `out` once (the whole graph, dynamic H/W), at the first ONNX row that runs:
+    a model whose rows are all skipped costs no export. A failed export fails every ONNX row of the model."""
+
+    def __init__(self, model, out: Path):
+        self.model = model
+        self.out = out
+        self._path = self._error = None
+
+    def path(self) -> Path:
+        if self._error is not None:
+            raise self._error
+        if self._path is None:
+            from depth_completion_ros.runtime.export import CACHE_EXPORT_SIZE, export_onnx
+
+            self.out.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                # The export traces on the CPU from a copy of the model; the small trace serves every size.
+                self._path = export_onnx(self.model, self.out, example_size=CACHE_EXPORT_SIZE)
+            except Exception as error:  # noqa: BLE001 - recorded by the rows that needed it
+                self._error = error
+                raise
+        return self._path
+
+
+def onnx_setup(graph: OnnxGraph, architecture: str, device: torch.device, precision: str, provider: str,
+               rgb: torch.Tensor, sparse: torch.Tensor):
+    """The setup of an ONNX row: the export (at the first row that runs), then `onnx_call`."""
+    return onnx_call(graph.path(), architecture, device, precision, provider, rgb, sparse)
+
+
+def onnx_call(onnx_path: Path, architecture: str, device: torch.device, precision: str, provider: str,
+              rgb: torch.Tensor, sparse: torch.Tensor):
+    """(call, last output) of the ONNX engine's run of `onnx_path` on host copies of the inputs through
+    `provider` (and the CPU's for what it cannot run; TensorRT with CUDA's). Raises where onnxruntime did not
+    load `provider`: a timing of its CPU fallback would pass for the provider's."""
+    from depth_completion_ros.runtime.onnx_runtime import OnnxRuntime
+
+    providers = tuple(dict.fromkeys((provider, ORT_CUDA if provider == ORT_TENSORRT else provider, ORT_CPU)))
+    spec = EngineSpec(architecture=architecture, backend="onnx", device=Device(str(device)), precision=precision,
+                      onnx_path=Path(onnx_path), providers=providers)
+    runtime = OnnxRuntime(spec)
+    if runtime.provider != provider:
+        raise RuntimeError(f"onnxruntime did not load {provider} (the session has {', '.join(runtime.providers)})")
+    rgb_host = np.ascontiguousarray(rgb.detach().float().cpu().numpy())
+    sparse_host = np.ascontiguousarray(sparse.detach().float().cpu().numpy())
+    last = {}
+
+    def call():
+        last["depth"] = runtime.run(rgb_host, sparse_host)
+
+    return call, lambda: torch.from_numpy(last["depth"]).to(device)
 
 
 def format_row(row: dict) -> str:
@@ -517,6 +614,9 @@ def parse_args(argv: list[str] | None):
     parser.add_argument("--compile-mode", choices=COMPILE_MODES, default="max-autotune-no-cudagraphs")
     parser.add_argument("--cudnn-benchmark", action="store_true",
                         help="let cuDNN pick its algorithms by timing (the engine leaves this off)")
+    parser.add_argument("--onnx-dir", default=None,
+                        help="where the ONNX rows' exports are written and kept (default: a temporary folder, "
+                             "removed at the end)")
     parser.add_argument("--points", type=int, default=120_000, help="points of the pipeline's LiDAR cloud")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", help="write the figures to this JSON file")
@@ -551,15 +651,21 @@ def main(argv: list[str] | None = None) -> int:
     machine = describe_machine()
     gpu = describe_device(device)
     print(f"device {device}{' (' + gpu['name'] + ')' if gpu else ''}; torch {torch.__version__}; "
+          f"onnxruntime {machine.get('onnxruntime') or 'not installed'} "
+          f"({', '.join(onnx_providers_available()) or 'no providers'}); "
           f"{args.width}x{args.height}, batch 1; {args.warmup} warm-up + {args.runs} timed runs")
     print(f"  {'model':<22} {'prec':<5} {'variant':<20} {'median ms':>9} {'p90 ms':>9} {'min ms':>9}")
     models, rows = {}, []
-    for name in args.models:
-        info, model_rows = benchmark_model(name, device, args)
-        models[name] = info
-        rows += model_rows
-        if device.type == "cuda":
-            torch.cuda.empty_cache()  # the model is gone: hand its memory back before the next one
+    onnx_dir = args.onnx_dir  # as given: the temporary folder is gone when the settings are written
+    with contextlib.ExitStack() as stack:
+        if args.onnx_dir is None:
+            args.onnx_dir = stack.enter_context(tempfile.TemporaryDirectory(prefix="bench_gpu_onnx_"))
+        for name in args.models:
+            info, model_rows = benchmark_model(name, device, args)
+            models[name] = info
+            rows += model_rows
+            if device.type == "cuda":
+                torch.cuda.empty_cache()  # the model is gone: hand its memory back before the next one
 
     pipeline = benchmark_pipeline(device, args.points, args.runs, min(args.warmup, 3), args.seed)
     print(f"non-network stages at {pipeline['image'][0]}x{pipeline['image'][1]}, {pipeline['points']} points "
@@ -583,6 +689,7 @@ def main(argv: list[str] | None = None) -> int:
               f"{goals[0]['model']}'s network time (pipeline goal: under 10 %)")
 
     settings = {key: (str(value) if isinstance(value, torch.device) else value) for key, value in vars(args).items()}
+    settings["onnx_dir"] = onnx_dir
     write_json(args.json, {"benchmark": "gpu", "settings": settings, "machine": machine, "gpu": gpu,
                            "models": models, "results": rows, "pipeline": pipeline, "goals": goals})
     return 0

@@ -22,16 +22,19 @@ Choices made here, so callers need not repeat them:
 - precision "auto" is fp16 autocast on CUDA and fp32 on the CPU. "fp16" on the CPU falls back to fp32
   with a warning: half-precision convolutions on the CPU are slow or unsupported, and bf16 would change
   the numbers without a reliable speed-up on CPUs without bf16 units. The output is float32 always.
-- the ONNX backend runs the fp32 graph (precision "fp16" falls back to fp32 with a warning), or an int8
-  graph given as `onnx_path` (`dcros export --int8`, `quantization.py`; `engine.precision` is then "int8").
+- the ONNX backend runs the fp32 graph (precision "fp16" falls back to fp32 with a warning, except on CUDA
+  through TensorRT, which builds fp16 engines from it), or an int8 graph given as `onnx_path` (`dcros export
+  --int8`, `quantization.py`; `engine.precision` is then "int8").
   Without an explicit `onnx_path`, `Engine.from_checkpoint(..., backend="onnx")` runs the ONNX file exported
   from the checkpoint that lies beside it (`<stem>.onnx`, `<stem>.fused.onnx`: the shipped models have them;
   `runtime.onnx_files`), else exports the checkpoint once to a cache file keyed by its content hash (see
   `onnx_cache_path`) and reuses it afterwards.
-- backend "auto" (`choose_backend`) runs PyTorch on CUDA, and on the CPU ONNX Runtime for the architectures
-  measured faster with it (`ONNX_FASTER_ON_CPU`) when onnxruntime is installed; an export or session failure
-  falls back to PyTorch. Without PyTorch, ONNX Runtime runs everything that has an ONNX file. The choice and its
-  reason are logged and kept in `engine.backend_reason`; `engine.backend` names the runtime that actually runs.
+- backend "auto" (`choose_backend`) runs on CUDA ONNX Runtime where onnxruntime-gpu is installed (its TensorRT,
+  else CUDA execution provider; `engine.providers` says which the session got), else PyTorch; on the CPU ONNX
+  Runtime for the architectures measured faster with it (`ONNX_FASTER_ON_CPU`) when onnxruntime is installed;
+  an export or session failure falls back to PyTorch. Without PyTorch, ONNX Runtime runs everything that has an
+  ONNX file. The choice and its reason are logged and kept in `engine.backend_reason`; `engine.backend` names
+  the runtime that actually runs.
 - PyTorch is imported only where it is needed: backend "torch", a model in memory or an untrained registered
   architecture (`from_model`, `from_name`), a checkpoint that no ONNX file describes, and export. Where it is
   needed and missing, `PyTorchRequired` (an ImportError) says so and how to install it.
@@ -223,8 +226,14 @@ class Engine:
 
     @property
     def precision(self) -> str:
-        """"fp32", "fp16" (autocast) or "int8" (an int8 graph), after any fallback."""
-        return self._spec.precision
+        """"fp32", "fp16" (autocast, or TensorRT's engines) or "int8" (an int8 graph), after any fallback (an
+        ONNX session that did not get TensorRT runs fp32)."""
+        return getattr(self._runtime, "precision", self._spec.precision)
+
+    @property
+    def providers(self) -> tuple[str, ...]:
+        """Backend "onnx": the execution providers the session got, in order (e.g. TensorRT, CUDA, CPU); else ()."""
+        return tuple(getattr(self._runtime, "providers", ()))
 
     @property
     def backend(self) -> str:
@@ -265,8 +274,9 @@ class Engine:
     def __repr__(self) -> str:
         threads = "" if self.threads is None else f", threads={self.threads}"
         fused = "" if self.refinement == "graph" else ", refinement='fused'"
+        via = f", provider={self.providers[0]!r}" if self.providers and self.device.type == "cuda" else ""
         return (f"Engine(architecture={self.architecture!r}, backend={self.backend!r}, "
-                f"device={str(self.device)!r}, precision={self.precision!r}{threads}{fused})")
+                f"device={str(self.device)!r}{via}, precision={self.precision!r}{threads}{fused})")
 
     # ----- inference
 

@@ -110,14 +110,26 @@ def test_auto_keeps_torch_where_onnx_runtime_is_missing_or_not_faster(small_chec
     assert backend == "torch" and "not measured faster" in reason
 
 
+def _onnxruntime_gpu() -> bool:
+    from depth_completion_ros.runtime.spec import gpu_provider, onnx_providers_available
+
+    return gpu_provider(onnx_providers_available()) is not None
+
+
 @needs_cuda
-def test_auto_runs_torch_on_cuda(small_checkpoint):
+def test_auto_on_cuda_runs_onnx_runtime_gpu_else_torch(small_checkpoint):
     engine = Engine.from_checkpoint(small_checkpoint, device="cuda", backend="auto")
-    assert engine.backend == "torch" and engine.device.type == "cuda" and "cuda" in engine.backend_reason
+    assert engine.device.type == "cuda" and "cuda" in engine.backend_reason
+    if _onnxruntime_gpu():
+        assert engine.backend == "onnx" and engine.providers[0] in ("TensorrtExecutionProvider",
+                                                                    "CUDAExecutionProvider")
+    else:
+        assert engine.backend == "torch"
 
 
 def test_auto_choice_on_cuda_needs_no_device():
-    assert choose_backend(SMALL_MODEL, torch.device("cuda", 0))[0] == "torch"
+    expected = "onnx" if _onnxruntime_gpu() else "torch"
+    assert choose_backend(SMALL_MODEL, torch.device("cuda", 0))[0] == expected
 
 
 @needs_onnxruntime

@@ -1,5 +1,6 @@
 """Backend "onnx": an `EngineSpec`'s ONNX file run by ONNX Runtime, numpy in and out. A graph that stops before
-DA-CSPN++'s propagation (`refinement` "fused") is finished by `models.dacspn_cpu`'s fused loops (numba).
+DA-CSPN++'s propagation (`refinement` "fused") is finished by `models.dacspn_cpu`'s fused loops (numba). On CUDA
+the session asks for TensorRT, then CUDA, then the CPU (`spec.gpu_providers`), and records which it got.
 
 No PyTorch: a robot runs the shipped models with onnxruntime, numba and numpy. Batched torch tensors are
 accepted where the caller has PyTorch (it is then loaded) and converted at the border.
@@ -7,6 +8,7 @@ accepted where the caller has PyTorch (it is then loaded) and converted at the b
 from __future__ import annotations
 
 import logging
+import os
 import sys
 import threading
 from pathlib import Path
@@ -16,29 +18,49 @@ import numpy as np
 from ..models.layout import RefinementLayout
 from . import LOGGER_NAME
 from .inputs import check_torch_inputs, example_arrays, numpy_batch
-from .onnx_files import INPUT_NAMES, OUTPUT_NAME, read_onnx_refinement
-from .spec import Device, EngineSpec
+from .onnx_files import INPUT_NAMES, OUTPUT_NAME, file_sha256, read_onnx_refinement
+from .spec import ORT_CPU, ORT_CUDA, ORT_TENSORRT, Device, EngineSpec, gpu_provider, gpu_providers, provider_names
 
 LOGGER = logging.getLogger(LOGGER_NAME)
 
 
+def tensorrt_cache_dir(onnx_path: Path, precision: str) -> Path:
+    """Where TensorRT's engines of `onnx_path` in `precision` are cached: beside the cache of exports
+    (`onnx_files.onnx_cache_path`: `$DCROS_CACHE_DIR`, else `$XDG_CACHE_HOME/depth_completion_ros`, else
+    `~/.cache/depth_completion_ros`), under tensorrt/<digest of the file>-<precision>. ONNX Runtime names an
+    engine by the graph's file name and node names, not its weights, so two checkpoints of one architecture
+    exported under one name would share an engine: the digest keeps them apart."""
+    root = os.environ.get("DCROS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "depth_completion_ros")
+    return Path(root) / "tensorrt" / f"{file_sha256(onnx_path)[:16]}-{precision}"
+
+
 def open_session(onnx_path: Path, device: Device, log_severity: int = 3, threads: int | None = None,
-                 spinning: bool = True):
-    """An onnxruntime session on CUDA when `device` is CUDA and the CUDA provider exists, else on the CPU.
-    `log_severity`: onnxruntime's own logging threshold (3 = errors, 4 = fatal only); `threads`: intra-op
-    threads (None: onnxruntime's default), with one inter-op thread. `spinning=False` for a graph whose
-    propagation runs outside (`read_onnx_refinement`): idle intra-op threads that spin after a run would
-    hold the cores the propagation needs next (measured: its time 86 -> 66 ms, lite CDSPN, 2 cores)."""
+                 spinning: bool = True, precision: str = "fp32", providers: tuple[str, ...] | None = None):
+    """An onnxruntime session: on CUDA through TensorRT, CUDA and the CPU (those of them onnxruntime has, in that
+    order, `spec.gpu_providers`; TensorRT in fp16 when `precision` is "fp16"), else on the CPU. `providers`:
+    the names to choose from (None: all that onnxruntime has). The providers the session got are
+    `session.get_providers()`; a GPU provider asked for and not got (its libraries or the GPU missing:
+    onnxruntime then goes on without it) is logged as a warning. `log_severity`: onnxruntime's own logging
+    threshold (3 = errors, 4 = fatal only); `threads`: intra-op threads (None: onnxruntime's default), with
+    one inter-op thread. `spinning=False` for a graph whose propagation runs outside (`read_onnx_refinement`):
+    idle intra-op threads that spin after a run would hold the cores the propagation needs next (measured: its
+    time 86 -> 66 ms, lite CDSPN, 2 cores)."""
     import onnxruntime as ort
 
-    available = ort.get_available_providers()
-    providers = ["CPUExecutionProvider"]
-    if device.type == "cuda":
-        if "CUDAExecutionProvider" in available:
-            providers = [("CUDAExecutionProvider", {"device_id": device.index or 0}), "CPUExecutionProvider"]
-        else:
-            LOGGER.warning("onnxruntime has no CUDAExecutionProvider (installed: %s); running ONNX on the CPU",
-                           ", ".join(available))
+    available = [name for name in ort.get_available_providers() if providers is None or name in providers]
+    cache = None
+    if device.type == "cuda" and gpu_provider(available) == ORT_TENSORRT:
+        cache = tensorrt_cache_dir(onnx_path, precision)
+        try:
+            cache.mkdir(parents=True, exist_ok=True)
+        except OSError as error:  # a read-only home: TensorRT still runs, rebuilding its engines at each start
+            LOGGER.warning("TensorRT engines are not cached (%s)", error)
+            cache = None
+    requested = gpu_providers(available, device, precision, cache)
+    if device.type == "cuda" and gpu_provider(available) is None:
+        LOGGER.warning("onnxruntime has no %s (installed: %s); running ONNX on the CPU", ORT_CUDA,
+                       ", ".join(ort.get_available_providers()))
     options = ort.SessionOptions()
     options.log_severity_level = log_severity  # the providers' notices are not actionable
     if threads is not None:
@@ -51,11 +73,17 @@ def open_session(onnx_path: Path, device: Device, log_severity: int = 3, threads
     # process, 6 frames: default CDSPN peak 1640 -> 1079 MiB and 647 -> 610 ms a frame; lite 1223 -> 871 MiB,
     # 259 -> 270 ms). The arena stays: without it every run allocates afresh (default 837 ms a frame).
     options.enable_mem_pattern = False
-    session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=providers)
+    session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=requested)
     names = [node.name for node in session.get_inputs()]
     if names != list(INPUT_NAMES):
         raise ValueError(f"{onnx_path}: ONNX inputs are {names}, expected {list(INPUT_NAMES)} "
                          "(export it with `dcros export`)")
+    got = session.get_providers()
+    missing = [name for name in provider_names(requested) if name != ORT_CPU and name not in got]
+    if missing:
+        LOGGER.warning("onnxruntime did not load %s for %s (its libraries or the GPU are missing); %s runs via %s%s",
+                       " and ".join(missing), device, onnx_path.name, got[0] if got else ORT_CPU,
+                       " in fp32" if ORT_TENSORRT in missing and precision == "fp16" else "")
     return session
 
 
@@ -92,7 +120,15 @@ class OnnxRuntime:
     def __init__(self, spec: EngineSpec):
         self.spec = spec
         self.layout = fused_layout(spec.onnx_path)
-        self.session = open_session(spec.onnx_path, spec.device, threads=spec.threads, spinning=self.layout is None)
+        self.session = open_session(spec.onnx_path, spec.device, threads=spec.threads, spinning=self.layout is None,
+                                    precision=spec.precision, providers=spec.providers or None)
+        # What the session got, which may be less than the spec asked for (`open_session` warns then): without
+        # TensorRT, fp16 was not to be had (the CUDA and CPU providers run the fp32 graph).
+        self.providers = tuple(self.session.get_providers())
+        self.precision = spec.precision
+        if spec.precision == "fp16" and ORT_TENSORRT not in self.providers:
+            self.precision = "fp32"
+        LOGGER.info("%s (%s)", self.summary, spec.onnx_path.name)
         self.workspace = None
         if self.layout is not None:
             from ..models import dacspn_cpu
@@ -103,6 +139,19 @@ class OnnxRuntime:
     @property
     def model(self):
         return None
+
+    @property
+    def provider(self) -> str:
+        """The execution provider that runs the graph, or as much of it as it can (the session's first)."""
+        return self.providers[0] if self.providers else ORT_CPU
+
+    @property
+    def summary(self) -> str:
+        """E.g. "onnx on cuda:0 via TensorrtExecutionProvider", as the session got it."""
+        return f"onnx on {self.spec.device} via {self.provider}"
+
+    def __repr__(self) -> str:
+        return f"OnnxRuntime({self.summary}, precision={self.precision!r}, {self.spec.onnx_path.name!r})"
 
     def predict(self, rgb: np.ndarray, sparse: np.ndarray) -> np.ndarray:
         """One (H,W,3) image and (H,W) sparse depth -> (H,W) float32 depth."""

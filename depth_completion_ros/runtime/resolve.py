@@ -6,11 +6,13 @@ For a checkpoint (`for_checkpoint`):
    beside it (`onnx_files.onnx_files_beside`: the shipped models are installed so), read without PyTorch; else
    the checkpoint itself, which PyTorch reads;
 3. the backend: as requested, or for "auto" `spec.choose_backend` (an explicit onnx_path on the CPU counts as a
-   request for ONNX Runtime; without PyTorch, ONNX Runtime);
+   request for ONNX Runtime; on CUDA, ONNX Runtime where onnxruntime-gpu is installed; without PyTorch, ONNX
+   Runtime);
 4. backend "torch": the refinement (`spec.resolve_refinement`) and the precision;
 5. backend "onnx": the graph: onnx_path where given; else the file beside the checkpoint for the refinement
    chosen; else (PyTorch installed) the cache of exports, exported when the engine is built; then the
-   precision the graph has (fp32, or int8).
+   precision (the graph's: fp32 or int8; fp16 on CUDA through TensorRT) and the execution providers to ask
+   onnxruntime for (`spec.gpu_providers`).
 
 PyTorch is imported here only to read a checkpoint that no ONNX file describes (and by `spec.resolve_device`
 to ask about CUDA where a GPU driver is present).
@@ -26,9 +28,9 @@ from .onnx_files import (
     onnx_files_beside, precision_backend, read_onnx_metadata, refinement_of,
 )
 from .spec import (
-    BACKENDS, DEFAULT_OPSET, REFINEMENTS, TRAIN_EXTRA, EngineSpec, PyTorchRequired, choose_backend,
-    onnx_runtime_available, require_torch, resolve_device, resolve_precision, resolve_refinement, resolve_threads,
-    torch_installed,
+    BACKENDS, DEFAULT_OPSET, REFINEMENTS, TRAIN_EXTRA, Device, EngineSpec, PyTorchRequired, choose_backend,
+    gpu_providers, onnx_providers_available, onnx_runtime_available, provider_names, require_torch, resolve_device,
+    resolve_precision, resolve_refinement, resolve_threads, torch_installed,
 )
 
 LOGGER = logging.getLogger(LOGGER_NAME)
@@ -82,7 +84,7 @@ def for_checkpoint(path: str | Path, device: str = "auto", precision: str = "aut
     onnx_path = Path(onnx_path) if onnx_path is not None else None
     reason, fallback = "requested", False
     if backend == "auto":
-        backend, reason = _auto_backend(source, device, onnx_path)
+        backend, reason, onnx_path = _auto_backend(source, device, onnx_path, precision, refinement)
         fallback = backend == "onnx" and torch_installed()
     if backend == "torch":
         loaded = source.load(f"backend 'torch' ({'requested' if reason == 'requested' else reason}) for "
@@ -103,22 +105,39 @@ def for_checkpoint(path: str | Path, device: str = "auto", precision: str = "aut
         meta = {} if export else read_onnx_metadata(graph)
         if reason != "requested" and any(graph == beside for beside, _ in source.beside.values()):
             reason += f"; runs {graph.name}, exported from the checkpoint"
-    return EngineSpec(architecture=architecture, backend="onnx", device=device,
-                      precision=resolve_precision(precision, device, precision_backend(meta)), kwargs=kwargs,
-                      metadata=metadata, refinement=refinement, threads=threads, onnx_path=graph,
+    precision, providers = _onnx_precision(precision, device, meta)
+    return EngineSpec(architecture=architecture, backend="onnx", device=device, precision=precision,
+                      kwargs=kwargs, metadata=metadata, refinement=refinement, threads=threads, onnx_path=graph,
                       checkpoint_path=source.path, backend_reason=reason, export=export, opset=opset,
-                      fallback=fallback), source.loaded
+                      fallback=fallback, providers=providers), source.loaded
 
 
-def _auto_backend(source: _Checkpoint, device, onnx_path: Path | None) -> tuple[str, str]:
+def _onnx_precision(requested: str, device: Device, meta: dict) -> tuple[str, tuple[str, ...]]:
+    """(precision, execution providers) of an ONNX graph with metadata `meta` on `device`. onnxruntime is asked
+    for its providers on CUDA only: on the CPU the answer is the CPU's provider whatever it holds."""
+    available = onnx_providers_available() if device.type == "cuda" else ()
+    precision = resolve_precision(requested, device, precision_backend(meta), available)
+    return precision, provider_names(gpu_providers(available, device, precision))
+
+
+def _auto_backend(source: _Checkpoint, device, onnx_path: Path | None, precision: str,
+                  refinement: str) -> tuple[str, str, Path | None]:
+    """(backend, reason, the onnx_path to run) for backend "auto"."""
     if onnx_path is not None and device.type == "cpu":
         missing = onnx_runtime_available()
-        return ("torch", f"onnx_path given but {missing}") if missing else (
-            "onnx", f"ONNX Runtime on the CPU: onnx_path {onnx_path} given")
-    backend, reason = choose_backend(source.describe()[0], device)
+        return ("torch", f"onnx_path given but {missing}", onnx_path) if missing else (
+            "onnx", f"ONNX Runtime on the CPU: onnx_path {onnx_path} given", onnx_path)
+    backend, reason = choose_backend(source.describe()[0], device, precision=precision)
     if onnx_path is not None and backend == "torch":
         LOGGER.info("backend auto: onnx_path %s is not used on %s", onnx_path, device)
-    return backend, reason
+    elif (onnx_path is not None and refinement != "fused"
+          and refinement_of(read_onnx_metadata(onnx_path)) is not None):
+        # A fused graph leaves DA-CSPN++'s propagation to numba on the CPU, its inputs crossing the bus every
+        # frame: on a GPU the whole graph runs (beside the checkpoint, or exported).
+        LOGGER.info("backend auto: onnx_path %s stops before DA-CSPN++'s propagation (run on the CPU); on %s the "
+                    "whole graph runs instead", onnx_path, device)
+        onnx_path = None
+    return backend, reason, onnx_path
 
 
 def _describe_with(source: _Checkpoint, onnx_path: Path, meta: dict) -> tuple[str, dict, dict]:
@@ -157,11 +176,11 @@ def for_onnx(onnx_path: str | Path, device: str = "auto", threads: int | None = 
     meta = read_onnx_metadata(onnx_path)
     architecture, kwargs = architecture_of(meta)
     device = resolve_device(device)
+    precision, providers = _onnx_precision("auto", device, meta)
     return EngineSpec(architecture=architecture or onnx_path.stem, backend="onnx", device=device,
-                      precision=resolve_precision("auto", device, precision_backend(meta)), kwargs=kwargs,
-                      metadata=checkpoint_metadata_of(meta),
+                      precision=precision, kwargs=kwargs, metadata=checkpoint_metadata_of(meta),
                       refinement="fused" if refinement_of(meta) is not None else "graph",
-                      threads=resolve_threads(threads), onnx_path=onnx_path)
+                      threads=resolve_threads(threads), onnx_path=onnx_path, providers=providers)
 
 
 def for_model(model, device: str = "auto", precision: str = "auto", threads: int | None = None,

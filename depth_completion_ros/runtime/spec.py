@@ -1,8 +1,10 @@
 """The plain description of an inference engine (`EngineSpec`) and the choices that need no model: device,
-precision, threads, backend "auto"'s table, DA-CSPN++'s refinement, and whether PyTorch is installed at all.
+precision, threads, backend "auto"'s table, DA-CSPN++'s refinement, ONNX Runtime's execution providers, and
+whether PyTorch is installed at all.
 
 No PyTorch here: `resolve_device` asks PyTorch about CUDA only where PyTorch is installed and a GPU driver is
 present (`gpu_driver_present`), so that device "auto" on a CPU-only robot does not import it to be told "no".
+Without PyTorch, onnxruntime-gpu (its CUDAExecutionProvider) is what runs on a GPU, and what is asked.
 """
 from __future__ import annotations
 
@@ -25,6 +27,10 @@ REFINEMENTS = ("auto", "graph", "fused")
 DEFAULT_OPSET = 17
 KITTI_SIZE = (352, 1216)  # (height, width) of the usual bottom crop
 TRAIN_EXTRA = "pip install 'depth_completion_ros[train]'"
+# ONNX Runtime's execution providers, as `onnxruntime.get_available_providers()` names them.
+ORT_TENSORRT = "TensorrtExecutionProvider"
+ORT_CUDA = "CUDAExecutionProvider"
+ORT_CPU = "CPUExecutionProvider"
 # Architectures that ONNX Runtime runs faster than PyTorch on the CPU, with the evidence: median ms/frame
 # at 1216x352, (PyTorch, ONNX Runtime), fp32, the same input, timed in turns by benchmarks/bench_inference.py
 # (benchmarks/results/inference_cpu.json: a 2-core AMD EPYC, Zen 4). Every registered architecture was
@@ -116,7 +122,8 @@ def gpu_driver_present() -> bool:
 
 def _cuda_devices() -> tuple[int | None, str]:
     """(CUDA devices visible, the runtime that sees them) or (None, why none): PyTorch's count where PyTorch is
-    installed, else whether onnxruntime has its CUDA provider (count unknown: 0 means "at least one")."""
+    installed, else whether onnxruntime has its CUDA provider (onnxruntime-gpu; count unknown: 0 means "at least
+    one")."""
     if not gpu_driver_present():
         return None, "no GPU driver"
     if torch_installed():
@@ -124,12 +131,11 @@ def _cuda_devices() -> tuple[int | None, str]:
         if not torch.cuda.is_available():
             return None, "PyTorch sees no CUDA device"
         return torch.cuda.device_count(), "PyTorch"
-    try:
-        import onnxruntime
-    except ImportError:
+    available = onnx_providers_available()
+    if not available:
         return None, "neither PyTorch nor onnxruntime is installed"
-    if "CUDAExecutionProvider" not in onnxruntime.get_available_providers():
-        return None, "PyTorch is not installed and onnxruntime has no CUDAExecutionProvider"
+    if ORT_CUDA not in available:
+        return None, f"PyTorch is not installed and onnxruntime has no {ORT_CUDA} (onnxruntime-gpu has it)"
     return 0, "onnxruntime"
 
 
@@ -159,12 +165,26 @@ def resolve_device(requested: str = "auto") -> Device:
 
 # --------------------------------------------------------------------------- precision, threads
 
-def resolve_precision(requested: str, device: Device, backend: str = "torch") -> str:
+def resolve_precision(requested: str, device: Device, backend: str = "torch",
+                      providers: tuple[str, ...] | None = None) -> str:
     """Map "auto"/"fp32"/"fp16" to what will actually run on `device` with `backend`: "fp32" or "fp16", or for
-    backend "onnx-int8" (a graph `quantization.quantize_onnx` wrote) "int8"."""
+    backend "onnx-int8" (a graph `quantization.quantize_onnx` wrote) "int8". Backend "onnx" on CUDA runs fp16
+    only through TensorRT (`providers`: onnxruntime's, asked where None); everywhere else it runs fp32."""
     if requested not in PRECISIONS:
         raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {requested!r}")
     if backend == "onnx":
+        if device.type == "cuda":
+            available = onnx_providers_available() if providers is None else providers
+            if gpu_provider(available) == ORT_TENSORRT:
+                # TensorRT builds fp16 engines from the fp32 graph itself (trt_fp16_enable), inputs and outputs
+                # staying float32.
+                return "fp32" if requested == "fp32" else "fp16"
+            # The CUDA provider runs the graph in the precision it holds (fp32): converting the graph to fp16
+            # is not done here.
+            if requested == "fp16":
+                LOGGER.warning("the ONNX backend runs fp16 on CUDA only through TensorRT (onnxruntime has no %s); "
+                               "precision 'fp16' falls back to fp32", ORT_TENSORRT)
+            return "fp32"
         if requested == "fp16":
             LOGGER.warning("the ONNX backend runs the fp32 graph; precision 'fp16' falls back to fp32")
         return "fp32"
@@ -197,6 +217,51 @@ def resolve_threads(threads: int | None) -> int | None:
     return threads or available_cores()
 
 
+# --------------------------------------------------------------------------- ONNX Runtime's providers
+
+def onnx_providers_available() -> tuple[str, ...]:
+    """The execution providers onnxruntime was built with (empty where it is not installed). A build's list, not
+    a check of the machine: a GPU provider listed may still fail to load (`onnx_runtime.open_session` says so)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        return ()
+    return tuple(onnxruntime.get_available_providers())
+
+
+def gpu_provider(available) -> str | None:
+    """The provider ONNX Runtime runs a CUDA device with, of those `available`: TensorRT where onnxruntime has it
+    (fastest, fp16 engines; it hands what it cannot build to the CUDA provider, so it needs that too), else
+    CUDA; None where onnxruntime has no CUDA provider (the CPU package)."""
+    if ORT_CUDA not in available:
+        return None
+    return ORT_TENSORRT if ORT_TENSORRT in available else ORT_CUDA
+
+
+def gpu_providers(available, device: Device, precision: str = "fp32", cache_dir: str | Path | None = None) -> list:
+    """The `providers` argument of `onnxruntime.InferenceSession` for `device`, from the providers `available`:
+    on CUDA, TensorRT (fp16 engines when `precision` is "fp16"; engines cached in `cache_dir`, since a build takes
+    seconds to minutes), then CUDA, then the CPU, each taking the nodes the one before it cannot; on the CPU,
+    the CPU alone. Option names are ONNX Runtime's documented provider options."""
+    if device.type != "cuda":
+        return [ORT_CPU]
+    index = device.index or 0
+    providers = []
+    if gpu_provider(available) == ORT_TENSORRT:
+        options = {"device_id": index, "trt_fp16_enable": precision == "fp16"}
+        if cache_dir is not None:
+            options.update(trt_engine_cache_enable=True, trt_engine_cache_path=str(cache_dir))
+        providers.append((ORT_TENSORRT, options))
+    if ORT_CUDA in available:
+        providers.append((ORT_CUDA, {"device_id": index}))
+    return providers + [ORT_CPU]
+
+
+def provider_names(providers) -> tuple[str, ...]:
+    """The names of a `gpu_providers` list (its entries are names or (name, options))."""
+    return tuple(entry if isinstance(entry, str) else entry[0] for entry in providers)
+
+
 # --------------------------------------------------------------------------- backend and refinement
 
 def onnx_runtime_available() -> str | None:
@@ -208,17 +273,36 @@ def onnx_runtime_available() -> str | None:
     return None
 
 
-def choose_backend(architecture: str, device: Device) -> tuple[str, str]:
-    """("torch" or "onnx", reason) for backend "auto": without PyTorch, ONNX Runtime; else PyTorch on CUDA, and on
-    the CPU ONNX Runtime where it was measured faster for this architecture (`ONNX_FASTER_ON_CPU`) and is
-    installed, else PyTorch."""
-    if not torch_installed():
+def choose_backend(architecture: str, device: Device, providers: tuple[str, ...] | None = None,
+                   precision: str = "auto") -> tuple[str, str]:
+    """("torch" or "onnx", reason) for backend "auto". On CUDA: ONNX Runtime where onnxruntime has a GPU provider
+    (`gpu_provider`: TensorRT, else CUDA; `providers`: onnxruntime's, asked where None), except that precision
+    "fp16" without TensorRT keeps PyTorch (autocast) where it is installed; else PyTorch. Without PyTorch,
+    ONNX Runtime. On the CPU, ONNX Runtime where it was measured faster for this architecture
+    (`ONNX_FASTER_ON_CPU`) and is installed, else PyTorch."""
+    has_torch = torch_installed()
+    if device.type != "cpu":
+        available = onnx_providers_available() if providers is None else tuple(providers)
+    if device.type == "cuda":
+        # Not a measured choice as on the CPU (no GPU timings behind ONNX_FASTER_ON_CPU): TensorRT's fused fp16
+        # engines are what ONNX Runtime offers a GPU, and a robot with onnxruntime-gpu need not load PyTorch.
+        # benchmarks/bench_gpu.py times both runtimes side by side.
+        gpu = gpu_provider(available)
+        if gpu == ORT_CUDA and precision == "fp16" and has_torch:
+            return "torch", (f"PyTorch on {device}: precision fp16 requested, which ONNX Runtime runs only through "
+                             f"{ORT_TENSORRT}, not in this onnxruntime")
+        if gpu is not None:
+            why = "fp16 engines where the precision allows" if gpu == ORT_TENSORRT else f"no {ORT_TENSORRT}: fp32"
+            head = "PyTorch is not installed: " if not has_torch else ""
+            return "onnx", f"{head}ONNX Runtime on {device} via {gpu} (onnxruntime-gpu is installed; {why})"
+    if not has_torch:
         missing = onnx_runtime_available()
         if missing:
             return "torch", f"neither PyTorch nor ONNX Runtime can run it ({missing})"
         return "onnx", f"PyTorch is not installed: ONNX Runtime on {device}"
     if device.type != "cpu":
-        return "torch", f"PyTorch on {device.type} (auto takes ONNX Runtime on the CPU only)"
+        has = "is not installed" if not available else f"has no {ORT_CUDA}"
+        return "torch", f"PyTorch on {device.type}: onnxruntime {has} (onnxruntime-gpu runs ONNX on CUDA)"
     measured = ONNX_FASTER_ON_CPU.get(architecture)
     if measured is None:
         return "torch", f"ONNX Runtime is not measured faster than PyTorch for {architecture} on the CPU"
@@ -258,14 +342,16 @@ class EngineSpec:
     """Everything an engine is, decided before anything is built (`resolve`), for one runtime to build
     (`onnx_runtime.OnnxRuntime`, `torch_runtime.TorchRuntime`).
 
-    backend: "onnx" or "torch". device: where it runs. precision: "fp32", "fp16" (autocast) or "int8" (an int8
-    graph). refinement: "fused" (DA-CSPN++'s propagation outside the network, `models.dacspn_cpu`) or "graph".
-    threads: CPU intra-op threads (None: the libraries' defaults). onnx_path: the graph ONNX Runtime runs.
-    checkpoint_path: the checkpoint behind it (None for a model in memory or a bare ONNX file). backend_reason:
-    "requested", or backend "auto"'s reason. export: onnx_path is the cache file of checkpoint_path, to be
-    exported (PyTorch) before it runs. opset: of that export. fallback: backend "auto" chose ONNX Runtime where
-    PyTorch is installed: a failure to export or open the graph builds the PyTorch engine instead (and a failed
-    export is remembered beside the cache file).
+    backend: "onnx" or "torch". device: where it runs. precision: "fp32", "fp16" (PyTorch: autocast; ONNX Runtime:
+    TensorRT's fp16 engines) or "int8" (an int8 graph). refinement: "fused" (DA-CSPN++'s propagation outside the
+    network, `models.dacspn_cpu`) or "graph". threads: CPU intra-op threads (None: the libraries' defaults).
+    onnx_path: the graph ONNX Runtime runs. checkpoint_path: the checkpoint behind it (None for a model in memory or
+    a bare ONNX file). backend_reason: "requested", or backend "auto"'s reason. export: onnx_path is the cache file
+    of checkpoint_path, to be exported (PyTorch) before it runs. opset: of that export. fallback: backend "auto"
+    chose ONNX Runtime where PyTorch is installed: a failure to export or open the graph builds the PyTorch engine
+    instead (and a failed export is remembered beside the cache file). providers: backend "onnx": the execution
+    providers to ask onnxruntime for, in order (`gpu_providers`; the session records which it got:
+    `OnnxRuntime.providers`).
     """
 
     architecture: str
@@ -282,6 +368,14 @@ class EngineSpec:
     export: bool = False
     opset: int = DEFAULT_OPSET
     fallback: bool = False
+    providers: tuple[str, ...] = ()
+
+    @property
+    def summary(self) -> str:
+        """What runs where, for a log line: e.g. "onnx on cuda:0 via TensorrtExecutionProvider" (the provider
+        asked for first; `OnnxRuntime.summary` says the one the session got) or "torch on cpu"."""
+        via = f" via {self.providers[0]}" if self.backend == "onnx" and self.providers else ""
+        return f"{self.backend} on {self.device}{via}"
 
     @property
     def size_multiple(self) -> int:
