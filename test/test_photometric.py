@@ -154,3 +154,11 @@ def test_adapt_trains_with_the_photometric_term(world, tmp_path):
     assert float(rows[1]["train/photometric"]) > 0
     assert float(rows[1]["train/photometric_pixels"]) > 0.3
     assert (out / "adapted.pt").is_file()
+
+
+def test_the_signal_benchmark_scores_a_wrong_depth_worse(world, load_benchmark):
+    result = load_benchmark("photometric_signal").measure(world, "train", "default", frames=1)
+    assert len(result["frames"]) == 1
+    losses = result["median_loss"]
+    assert losses["model x 1.1"] > losses["model"] and losses["model x 0.9"] > losses["model"]
+    assert set(result["median_error_on_ground_truth_pixels"]) == {"ground truth (filled)", "model"}
