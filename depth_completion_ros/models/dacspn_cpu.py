@@ -174,19 +174,29 @@ def tap_offsets(kernel_size: int, dilation: int) -> tuple[np.ndarray, np.ndarray
 
 
 class Workspace:
-    """Planes reused from call to call (by name and shape). A frame of the default CDSPN needs ~100 MB of
-    them; allocated per frame they are mapped and page-faulted anew each time, which cost more than the
-    propagation itself (measured: the normalisation of one 48-plane affinity map 18-410 ms fresh, against
-    a few ms in reused memory). Not for concurrent calls: one per engine, used under its lock."""
+    """Planes reused from call to call (by name). A frame of the default CDSPN needs ~17 MB of them (1242x375);
+    allocated per frame they are mapped and page-faulted anew each time, which cost more than the propagation
+    itself (measured: the normalisation of one 48-plane affinity map 18-410 ms fresh, against a few ms in reused
+    memory). A name keeps one buffer, as large as the largest plane asked of it, and hands out its first elements
+    as the shape asked for: planes of another size (the centre weights of each stage's grid, a region of interest
+    that moves from frame to frame) reuse it instead of replacing it. Not for concurrent calls: one per engine,
+    used under its lock."""
 
     def __init__(self):
-        self._planes: dict[str, np.ndarray] = {}
+        self._buffers: dict[str, np.ndarray] = {}
 
     def plane(self, name: str, shape: tuple[int, ...]) -> np.ndarray:
-        array = self._planes.get(name)
-        if array is None or array.shape != shape:
-            array = self._planes[name] = np.empty(shape, np.float32)
-        return array
+        """A C-contiguous float32 array of `shape` in the buffer `name` (its contents are left over)."""
+        size = int(np.prod(shape, dtype=np.int64))
+        buffer = self._buffers.get(name)
+        if buffer is None or buffer.size < size:
+            buffer = self._buffers[name] = np.empty(size, np.float32)
+        return buffer[:size].reshape(shape)
+
+    @property
+    def nbytes(self) -> int:
+        """The bytes the buffers hold."""
+        return sum(buffer.nbytes for buffer in self._buffers.values())
 
 
 def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequence[np.ndarray], np.ndarray]],
@@ -213,7 +223,6 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
         refined = workspace.plane("refined", (batch, 1, height, width))
         results = workspace.plane("results", (len(kernel_sizes), height, width))
         work = workspace.plane("work", (height, width))
-        stage_outputs = [workspace.plane(f"stage{parity}", (height, width)) for parity in range(2)]
         for b in range(batch):
             valid_sparse = np.ascontiguousarray(sparse[b, 0], dtype=np.float32)
             previous = np.ascontiguousarray(coarse[b, 0], dtype=np.float32)
@@ -234,7 +243,8 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
                     _normalize(neighbours, eps, centre)
                     _propagate(previous, previous, centre, neighbours, valid_sparse, rows, cols, radius,
                                layout.iterations, scale, padded, work, results[index])
-                output = refined[b, 0] if stage == len(dilations) - 1 else stage_outputs[stage % 2]
+                last = stage == len(dilations) - 1
+                output = refined[b, 0] if last else workspace.plane(f"stage{stage % 2}", (height, width))
                 _mix(results, np.ascontiguousarray(mixture[b], dtype=np.float32), valid_sparse, scale, output)
                 previous = output
         return refined

@@ -35,6 +35,43 @@ def tensorrt_cache_dir(onnx_path: Path, precision: str) -> Path:
     return Path(root) / "tensorrt" / f"{file_sha256(onnx_path)[:16]}-{precision}"
 
 
+# The CPU sessions' arena, one per process, registered in onnxruntime's environment (`shared_cpu_arena`): its first
+# region, 1 GiB of address space, holds a frame's tensors, whose freed chunks merge and are reused there. The
+# session's own arena (the default) grows by further regions (1, 2, 4 ... MiB, or the request), and a chunk never
+# spans two regions, so the tensor of one region cannot be reused for a larger one: at 1242x375 its regions add up
+# to twice what is alive at once. Only the pages that frames touch are resident. Measured (benchmarks/onnx_memory.py,
+# engine process, 1242x375, 2 threads; results/onnx_memory*.md): peak RSS default CDSPN 1054 -> 790 MiB, lite
+# 845 -> 727 MiB, time per frame unchanged within noise (runs differ by up to 7 % on the shared machine; medians of
+# 6 side-by-side runs: +1.6 %, -1.5 %), same output bit for bit; 115-171 MiB less for the default at 1216x352,
+# 1242x256, 640x480 and 1242x192, for the lite 42 and 123 MiB less at 1242x192 and 1216x352 but 19 MiB more at
+# 1242x256 and 640x480. Not adopted: regions of exactly the request (arena_extend_strategy kSameAsRequested, also
+# with max_dead_bytes_per_chunk 1 MiB): 1052 MiB; no arena: 870 MiB but +40 % time (each tensor mapped and
+# page-faulted anew); the memory pattern: 983 MiB (-19 % time); no NCHWc layout: 764 MiB but +20 % time (and not
+# the same output bit for bit).
+CPU_ARENA = {"arena_extend_strategy": 0, "initial_chunk_size_bytes": 1 << 30}
+_cpu_arena_lock = threading.Lock()
+_cpu_arena: bool | None = None  # None: not registered yet; False: this onnxruntime cannot
+
+
+def shared_cpu_arena() -> bool:
+    """Register `CPU_ARENA` as onnxruntime's environment allocator for CPU memory, once per process (a second
+    registration would replace the first, and the sessions using it would keep theirs: two regions); True when
+    it is registered, so that a session may use it (session config "session.use_env_allocators" = "1")."""
+    global _cpu_arena
+    with _cpu_arena_lock:
+        if _cpu_arena is None:
+            import onnxruntime as ort
+
+            try:
+                info = ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0, ort.OrtMemType.DEFAULT)
+                ort.create_and_register_allocator(info, ort.OrtArenaCfg(dict(CPU_ARENA)))
+                _cpu_arena = True
+            except (AttributeError, RuntimeError, TypeError) as error:  # an onnxruntime without the API
+                LOGGER.info("onnxruntime's shared CPU arena is not available (%s): sessions keep their own", error)
+                _cpu_arena = False
+        return _cpu_arena
+
+
 def open_session(onnx_path: Path, device: Device, log_severity: int = 3, threads: int | None = None,
                  spinning: bool = True, precision: str = "fp32", providers: tuple[str, ...] | None = None):
     """An onnxruntime session: on CUDA through TensorRT, CUDA and the CPU (those of them onnxruntime has, in that
@@ -45,7 +82,8 @@ def open_session(onnx_path: Path, device: Device, log_severity: int = 3, threads
     threshold (3 = errors, 4 = fatal only); `threads`: intra-op threads (None: onnxruntime's default), with
     one inter-op thread. `spinning=False` for a graph whose propagation runs outside (`read_onnx_refinement`):
     idle intra-op threads that spin after a run would hold the cores the propagation needs next (measured: its
-    time 86 -> 66 ms, lite CDSPN, 2 cores)."""
+    time 86 -> 66 ms, lite CDSPN, 2 cores). A CPU session allocates from the process's shared arena
+    (`shared_cpu_arena`, `CPU_ARENA`)."""
     import onnxruntime as ort
 
     available = [name for name in ort.get_available_providers() if providers is None or name in providers]
@@ -73,6 +111,8 @@ def open_session(onnx_path: Path, device: Device, log_severity: int = 3, threads
     # process, 6 frames: default CDSPN peak 1640 -> 1079 MiB and 647 -> 610 ms a frame; lite 1223 -> 871 MiB,
     # 259 -> 270 ms). The arena stays: without it every run allocates afresh (default 837 ms a frame).
     options.enable_mem_pattern = False
+    if device.type == "cpu" and shared_cpu_arena():
+        options.add_session_config_entry("session.use_env_allocators", "1")
     session = ort.InferenceSession(str(onnx_path), sess_options=options, providers=requested)
     names = [node.name for node in session.get_inputs()]
     if names != list(INPUT_NAMES):
