@@ -153,7 +153,7 @@ def test_adapt_trains_with_the_photometric_term(world, tmp_path):
     assert [row["stage"] for row in rows] == ["start", "all"]
     assert float(rows[1]["train/photometric"]) > 0
     assert float(rows[1]["train/photometric_pixels"]) > 0.3
-    assert (out / "adapted.pt").is_file()
+    assert "photometric consistency of its depth with the images of 1 neighbouring" in (out / "adapted.md").read_text()
 
 
 def test_the_signal_benchmark_scores_a_wrong_depth_worse(world, load_benchmark):

@@ -245,6 +245,14 @@ def _figure(values: dict | None, key: str) -> str:
     return "-" if value is None else f"{float(value):.1f}"
 
 
+def _photometric_sentence(training: dict) -> str:
+    weight = training.get("photometric_weight") or 0
+    if not weight:
+        return ""
+    return (f" Also trained on the photometric consistency of its depth with the images of "
+            f"{training.get('photometric_views', 1)} neighbouring frame(s) on each side (weight {weight:g}).")
+
+
 def model_card(summary: dict, out_dir: Path) -> str:
     """The adapted model's card (markdown)."""
     data = summary["data"]
@@ -255,7 +263,8 @@ def model_card(summary: dict, out_dir: Path) -> str:
         f"Started from `{summary['model']}` ({summary['init_checkpoint']}) and fine-tuned without ground truth by "
         "`dcros adapt`: each training frame's LiDAR sweep accumulated with its neighbours' along the vehicle's "
         f"motion ({data['options']['neighbours']} on each side; returns that the frame's own sweep does not confirm "
-        f"are dropped), {100 * data['options']['hold_out']:g} % of each sweep held out of the input.",
+        f"are dropped), {100 * data['options']['hold_out']:g} % of each sweep held out of the input."
+        + _photometric_sentence(summary["training"]),
         "",
         "## Recordings",
         "",
