@@ -153,6 +153,7 @@ def markdown(reports: list[dict], command: str) -> str:
                   "| model | weights | RMSE / MAE | gap closed RMSE / MAE | adapt wall s | "
                   "hold-out MAE before -> after |",
                   "|---|---|---:|---:|---:|---:|"]
+        targets = []
         for model, entry in report["models"].items():
             for label, scores in entry["scores"].items():
                 run = entry["adapted"].get(label)
@@ -166,8 +167,10 @@ def markdown(reports: list[dict], command: str) -> str:
                 lines.append(f"| {model} | {label} | {scores['rmse_mm']:.0f} / {scores['mae_mm']:.0f} | {gap} | "
                              f"{wall} | {hold_out} |")
             truth = entry["targets_vs_ground_truth"] or {}
-            lines += ["", f"{model}: the accumulated targets against ground truth (drives A) RMSE / MAE "
-                      f"{truth.get('rmse_mm', float('nan')):.0f} / {truth.get('mae_mm', float('nan')):.0f} mm.", ""]
+            targets.append(f"{truth.get('rmse_mm', float('nan')):.0f} / {truth.get('mae_mm', float('nan')):.0f} mm "
+                           f"({model}'s run)")
+        lines += ["", "The accumulated targets against ground truth (drives A), RMSE / MAE: "
+                  + ", ".join(targets) + "."]
         fills = ", ".join(f"{name.split(':')[1]} {s['rmse_mm']:.0f} / {s['mae_mm']:.0f}"
                           for name, s in report["fills"].items())
         lines += ["", f"Classical fills on the same frames: {fills}.", ""]
