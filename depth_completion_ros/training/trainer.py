@@ -660,16 +660,14 @@ class Trainer:
         path = self.out_dir / LOG_FILE
         if path.is_file() and path.stat().st_size > 0:
             with open(path, newline="") as stream:
-                rows = list(csv.DictReader(stream))
-                fieldnames = list(rows[0].keys()) if rows else list(row)
-            new = [name for name in row if name not in fieldnames]
+                reader = csv.DictReader(stream)
+                fieldnames = list(reader.fieldnames or row)
+                new = [name for name in row if name not in fieldnames]
+                rows = list(reader) if new else []
             if new:  # e.g. the loss terms after the starting weights' row (validate_start), which has none
-                fieldnames = fieldnames[:fieldnames.index("train_loss") + 1] + new + \
-                    fieldnames[fieldnames.index("train_loss") + 1:] if "train_loss" in fieldnames else fieldnames + new
-                with open(path, "w", newline="") as stream:
-                    writer = csv.DictWriter(stream, fieldnames=fieldnames)
-                    writer.writeheader()
-                    writer.writerows(rows)
+                at = fieldnames.index("train_loss") + 1 if "train_loss" in fieldnames else len(fieldnames)
+                fieldnames[at:at] = new
+                _rewrite_log(path, fieldnames, rows)
             with open(path, "a", newline="") as stream:
                 csv.DictWriter(stream, fieldnames=fieldnames, extrasaction="ignore").writerow(row)
         else:
@@ -693,10 +691,7 @@ class Trainer:
             fieldnames = rows and list(rows[0].keys())
         kept = [row for row in rows if row.get("epoch", "").isdigit() and int(row["epoch"]) <= self.epoch]
         if fieldnames and len(kept) != len(rows):
-            with open(path, "w", newline="") as stream:
-                writer = csv.DictWriter(stream, fieldnames=fieldnames)
-                writer.writeheader()
-                writer.writerows(kept)
+            _rewrite_log(path, fieldnames, kept)
 
     def _open_tensorboard(self) -> None:
         wanted = self.config.tensorboard
@@ -710,6 +705,14 @@ class Trainer:
                                "%s only", LOG_FILE)
             return
         self._tensorboard = SummaryWriter(log_dir=str(self.out_dir / "tensorboard"), purge_step=self.step or None)
+
+
+def _rewrite_log(path: Path, fieldnames: list[str], rows: list[dict]) -> None:
+    """The log file anew: the header `fieldnames`, then `rows`."""
+    with open(path, "w", newline="") as stream:
+        writer = csv.DictWriter(stream, fieldnames=fieldnames)
+        writer.writeheader()
+        writer.writerows(rows)
 
 
 def find_resume_checkpoint(resume: str | None, out_dir: Path) -> Path | None:
