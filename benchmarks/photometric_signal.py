@@ -32,7 +32,7 @@ def measure(root: Path, split: str, model: str, frames: int) -> dict:
     from depth_completion_ros.baselines import nearest_fill
     from depth_completion_ros.data.kitti import KittiDepthCompletion
     from depth_completion_ros.model_zoo import resolve_engine
-    from depth_completion_ros.training.photometric import PhotometricLoss, photometric_error, warp_view
+    from depth_completion_ros.training.photometric import PhotometricLoss
 
     data = KittiDepthCompletion(root, split, views=1)
     engine = resolve_engine(model, device="cpu")
@@ -56,12 +56,8 @@ def measure(root: Path, split: str, model: str, frames: int) -> dict:
             row[name] = {"loss": float(value), "pixels_scored": float(share)}
         on_truth = torch.from_numpy(truth > 0)[None, None]
         for name in ("ground truth (filled)", "model"):
-            errors = []
-            for view in range(batch["views"].shape[1]):
-                warped, inside = warp_view(depths[name], batch["K"], batch["view_poses"][:, view],
-                                           batch["views"][:, view])
-                errors.append(torch.where(inside, photometric_error(warped, batch["rgb"]), torch.inf))
-            best = torch.stack(errors).amin(0)
+            best, _ = loss.error_maps(depths[name], batch["rgb"], batch["K"], batch["views"], batch["view_poses"],
+                                      batch["view_valid"])
             row[name]["error_on_ground_truth_pixels"] = float(best[on_truth & torch.isfinite(best)].mean())
         rows.append(row)
     names = ("ground truth (filled)", "model", "model x 0.9", "model x 1.1")

@@ -71,6 +71,17 @@ class PhotometricLoss(nn.Module):
     """
 
     def forward(self, depth, rgb, K, views, poses, valid):
+        best, best_unwarped = self.error_maps(depth, rgb, K, views, poses, valid)
+        scored = torch.isfinite(best) & (best < best_unwarped)
+        share = scored.to(depth.dtype).mean().detach()
+        if not bool(scored.any()):
+            return depth.sum() * 0.0, share
+        return best[scored].mean(), share
+
+    @staticmethod
+    def error_maps(depth, rgb, K, views, poses, valid) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per pixel [B,1,H,W], over the valid views: the least reconstruction error with `depth` (inf where no
+        view sees the pixel), and the least error of the views left unwarped (inf without a valid view)."""
         if views.shape[0] != depth.shape[0] or views.shape[-2:] != depth.shape[-2:]:
             raise ValueError(f"views {tuple(views.shape)} do not match the depth {tuple(depth.shape)}")
         unseen = torch.full_like(depth, float("inf"))
@@ -81,8 +92,4 @@ class PhotometricLoss(nn.Module):
             best = torch.minimum(best, torch.where(inside & usable, photometric_error(warped, rgb), unseen))
             unwarped = photometric_error(views[:, index], rgb)
             best_unwarped = torch.minimum(best_unwarped, torch.where(usable, unwarped, unseen))
-        scored = torch.isfinite(best) & (best < best_unwarped)
-        share = scored.to(depth.dtype).mean().detach()
-        if not bool(scored.any()):
-            return depth.sum() * 0.0, share
-        return best[scored].mean(), share
+        return best, best_unwarped
