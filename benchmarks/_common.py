@@ -55,6 +55,13 @@ def time_call(function, runs: int = 20, warmup: int = 2, synchronize=None) -> di
             "min_ms": samples[0], "runs": runs}
 
 
+def proc_status(pid: int | str = "self") -> dict[str, int]:
+    """The numeric fields of /proc/<pid>/status (Linux): memory in KiB, e.g. VmRSS (resident now) and VmHWM (its
+    peak so far), and counts such as Threads."""
+    fields = (line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
+    return {name: int(value.split()[0]) for name, value in fields if value.split() and value.split()[0].isdigit()}
+
+
 def write_json(path: str | None, payload: dict) -> None:
     if path:
         Path(path).parent.mkdir(parents=True, exist_ok=True)

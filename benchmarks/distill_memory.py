@@ -30,8 +30,12 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import proc_status  # noqa: E402
 
 # Layers measured by default: low level (E1, D3: half resolution) and mid level (E2, D2: quarter
 # resolution, the pair the LSPKD paper distils). Channels and resolutions come from the networks.
@@ -108,14 +112,6 @@ def _build_loss(method: str, teacher_channels: int, student_channels: int):
     return UnfoldLSPKD()
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise RuntimeError(f"{field} missing from /proc/self/status")
-
-
 def _run_once(loss_module, teacher, student) -> None:
     """Loss forward and backward, the step whose memory is measured."""
     loss_module(teacher, student).backward()
@@ -127,12 +123,12 @@ def _calibrate(spec: dict) -> dict:
 
     torch.ones(1024).sum()  # warm-up
     gc.collect()
-    baseline_kib = _status_kib("VmRSS")
+    baseline_kib = proc_status()["VmRSS"]
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")
     block = torch.ones(spec["bytes"] // 4)
     del block
-    peak_kib = _status_kib("VmHWM")
+    peak_kib = proc_status()["VmHWM"]
     return {**spec, "device": "cpu", "extra_bytes": (peak_kib - baseline_kib) * 1024, "seconds": 0.0}
 
 
@@ -152,13 +148,13 @@ def worker(spec: dict) -> dict:
     student.grad = None
     loss_module.zero_grad(set_to_none=True)
     gc.collect()
-    baseline_kib = _status_kib("VmRSS")
+    baseline_kib = proc_status()["VmRSS"]
     with open("/proc/self/clear_refs", "w") as clear:
         clear.write("5")  # reset VmHWM to the current resident set
     start = time.perf_counter()
     _run_once(loss_module, teacher, student)
     seconds = time.perf_counter() - start
-    peak_kib = _status_kib("VmHWM")
+    peak_kib = proc_status()["VmHWM"]
     return {**spec, "device": "cpu", "extra_bytes": (peak_kib - baseline_kib) * 1024, "seconds": seconds}
 
 

@@ -41,7 +41,9 @@ import numpy as np
 import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import baseline_checkout, describe_machine, remove_baseline_checkout, write_json  # noqa: E402
+from _common import (  # noqa: E402
+    baseline_checkout, describe_machine, proc_status, remove_baseline_checkout, write_json,
+)
 
 STATUS_NAME = "depth completion"  # diagnostic_updater names it "<node>: depth completion"
 TOPICS = {"image": "/robustness/camera/image", "camera_info": "/robustness/camera/camera_info",
@@ -93,10 +95,9 @@ class NodeProcess:
 
     def resources(self) -> dict:
         """Resident memory (KiB) now and at its peak so far (VmHWM), threads and open files of the node's process."""
-        status = Path(f"/proc/{self.popen.pid}/status").read_text()
-        fields = dict(line.split(":", 1) for line in status.splitlines() if ":" in line)
-        return {"rss_kib": int(fields["VmRSS"].split()[0]), "rss_peak_kib": int(fields["VmHWM"].split()[0]),
-                "threads": int(fields["Threads"]), "open_files": len(os.listdir(f"/proc/{self.popen.pid}/fd"))}
+        status = proc_status(self.popen.pid)
+        return {"rss_kib": status["VmRSS"], "rss_peak_kib": status["VmHWM"], "threads": status["Threads"],
+                "open_files": len(os.listdir(f"/proc/{self.popen.pid}/fd"))}
 
     def stop(self, timeout_s: float = 30.0) -> int:
         if self.alive:

@@ -42,13 +42,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import resource
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from _common import describe_machine, proc_status, write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
@@ -77,11 +79,6 @@ CONFIGS: dict[str, dict | None] = {
                             "env": {"MALLOC_MMAP_THRESHOLD_": "65536", "MALLOC_TRIM_THRESHOLD_": "65536"}},
 }
 REFERENCE = "previous"
-
-
-def _status_kib() -> dict[str, int]:
-    fields = dict(line.split(":", 1) for line in Path("/proc/self/status").read_text().splitlines() if ":" in line)
-    return {"rss": int(fields["VmRSS"].split()[0]), "hwm": int(fields["VmHWM"].split()[0])}
 
 
 def _mib(kib: float) -> float:
@@ -155,7 +152,7 @@ def _entries(options, keys) -> dict[str, str]:
 
 def run_child(model: str, config_name: str, frames: int, width: int, height: int, reference: str | None) -> dict:
     """One configuration in this (fresh) process."""
-    start = _status_kib()
+    start = proc_status()
     import numpy as np
 
     config = CONFIGS[config_name]
@@ -169,7 +166,7 @@ def run_child(model: str, config_name: str, frames: int, width: int, height: int
     session = getattr(runtime, "session", None)
     options = session.get_session_options() if session is not None else None
     rgb, sparse = numpy_batch(*lidar_frame(width, height))
-    built = _status_kib()
+    built = proc_status()
     times, between = [], []
     first_depth = None
     for index in range(frames):
@@ -179,18 +176,18 @@ def run_child(model: str, config_name: str, frames: int, width: int, height: int
         if index == 0:
             first_depth = np.array(depth, copy=True)
         del depth
-        between.append(_status_kib()["rss"])
-    end = _status_kib()
+        between.append(proc_status()["VmRSS"])
+    end = proc_status()
     usage = resource.getrusage(resource.RUSAGE_SELF)
     workspace = getattr(runtime, "workspace", None)
     result = {
         "model": model, "config": config_name, "options": config if config is not None else "open_session",
         "engine": repr(engine), "frames": frames, "size_wh": [width, height],
         "threads": engine.spec.threads if hasattr(engine, "spec") else None,
-        "rss_start_mib": _mib(start["rss"]), "rss_before_first_frame_mib": _mib(built["rss"]),
+        "rss_start_mib": _mib(start["VmRSS"]), "rss_before_first_frame_mib": _mib(built["VmRSS"]),
         "rss_after_each_frame_mib": [_mib(value) for value in between],
         "rss_steady_mib": _mib(float(np.median(between[1:] if len(between) > 1 else between))),
-        "peak_vmhwm_mib": _mib(end["hwm"]), "peak_ru_maxrss_mib": _mib(usage.ru_maxrss),
+        "peak_vmhwm_mib": _mib(end["VmHWM"]), "peak_ru_maxrss_mib": _mib(usage.ru_maxrss),
         "first_frame_ms": round(times[0], 1),
         "median_ms": round(float(np.median(times[1:] if len(times) > 1 else times)), 1),
         "frame_ms": [round(value, 1) for value in times],
@@ -289,7 +286,7 @@ def where(model: str, width: int, height: int, top: int = 12) -> dict:
 
 def markdown(payload: dict) -> str:
     sizes = ", ".join(f"{w}x{h}" for w, h in payload.get("sizes_wh", [payload["size_wh"]]))
-    machine = (f"({payload['machine']['cpu']}, {payload['machine']['cores']} cores, "
+    machine = (f"({payload['machine']['cpu']}, {payload['machine']['cores_available']} cores, "
                f"onnxruntime {payload['machine']['onnxruntime']})")
     if "where" in payload:
         lines = [f"# Where the ONNX Runtime sessions' memory goes, {sizes}", "", f"`{payload['command']}` {machine}."]
@@ -364,19 +361,9 @@ def main() -> int:
     if args.child:
         print(json.dumps(run_child(*args.child, args.frames, width, height, args.reference)), flush=True)
         return 0
-    import onnxruntime
-
     payload = {"command": "python " + " ".join([os.path.relpath(__file__, REPO), *sys.argv[1:]]),
-               "machine": {"cpu": platform.processor(), "cores": len(os.sched_getaffinity(0)),
-                           "onnxruntime": onnxruntime.__version__, "python": platform.python_version()},
-               "frames": args.frames, "size_wh": [width, height], "sizes_wh": [list(size) for size in sizes],
-               "repeat": args.repeat}
-    try:
-        payload["machine"]["cpu"] = next(line.split(":", 1)[1].strip()
-                                         for line in Path("/proc/cpuinfo").read_text().splitlines()
-                                         if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+               "machine": describe_machine(), "frames": args.frames, "size_wh": [width, height],
+               "sizes_wh": [list(size) for size in sizes], "repeat": args.repeat}
     if args.where is not None:
         payload["where"] = [where(model, width, height) for model in (args.where or args.models)]
         for found in payload["where"]:
@@ -404,11 +391,9 @@ def main() -> int:
         payload["summary"] = summarize(results)
         payload["runs"] = results
     payload.setdefault("threads", None)
+    write_json(args.json, payload)
     if args.json:
         path = Path(args.json)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(payload, indent=2) + "\n")
-        print(f"wrote {path}")
         if args.markdown:
             path.with_suffix(".md").write_text(markdown(payload))
             print(f"wrote {path.with_suffix('.md')}")
