@@ -104,6 +104,20 @@ def synthetic_kitti(tmp_path_factory):
     return out_dir
 
 
+@pytest.fixture(scope="session")
+def synthetic_drive(tmp_path_factory):
+    """One synthetic drive of 6 frames (seed 11, train split) with a coarse LiDAR (512 columns) and ground truth
+    accumulated from one sweep on each side: rendered images, OXTS poses, full KITTI geometry. Generated once per
+    test session for the tests of adaptation and of the photometric loss; they must not write into it. Returns
+    the output folder (a Path)."""
+    from depth_completion_ros.data.synth import generate_dataset, sensors
+
+    out_dir = tmp_path_factory.mktemp("synthetic_drive")
+    generate_dataset(out_dir, drives=1, frames=6, seed=11, progress=False, lidar=sensors.VelodyneModel(columns=512),
+                     gt_neighbours=1)
+    return out_dir
+
+
 @pytest.fixture(scope="session", autouse=True)
 def single_torch_thread():
     """The tests run tiny models on tiny inputs: threads gain nothing there, and on a busy machine their

@@ -10,22 +10,18 @@ import pytest
 from depth_completion_ros.cli import main as dcros
 from depth_completion_ros.data.image_io import read_depth_png
 from depth_completion_ros.data.rosbag import KITTI_DEPTH_GT_TOPIC, TF_TOPIC, bag_topics
-from depth_completion_ros.data.synth import generate_dataset, sensors
 from depth_completion_ros.data.synth.writer import DATE, drive_name
 
 pytest.importorskip("torch")
 
-FRAMES = 6
+FRAMES = 6  # the synthetic_drive fixture's (test/conftest.py)
 DRIVE = drive_name(1)
 
 
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """One 6-frame synthetic drive with a coarse LiDAR (256 columns) and its ground truth."""
-    root = tmp_path_factory.mktemp("adapt_world")
-    generate_dataset(root, drives=1, frames=FRAMES, seed=11, progress=False, lidar=sensors.VelodyneModel(columns=512),
-                     gt_neighbours=1)
-    return root
+@pytest.fixture
+def world(synthetic_drive):
+    """A 6-frame synthetic drive with a coarse LiDAR and its ground truth (test/conftest.py)."""
+    return synthetic_drive
 
 
 def _adapt(recording, out, world) -> dict:

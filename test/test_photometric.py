@@ -15,22 +15,16 @@ from depth_completion_ros.baselines import nearest_fill  # noqa: E402
 from depth_completion_ros.cli import main as dcros  # noqa: E402
 from depth_completion_ros.data import kitti  # noqa: E402
 from depth_completion_ros.data.kitti import KittiDepthCompletion, KittiRawDrive  # noqa: E402
-from depth_completion_ros.data.synth import generate_dataset, sensors  # noqa: E402
 from depth_completion_ros.data.synth.writer import DATE, drive_name  # noqa: E402
 from depth_completion_ros.training.config import ConfigError, DistillationConfig, LossConfig, TrainConfig  # noqa: E402
 from depth_completion_ros.training.losses import PhotometricCriterion, build_criterion  # noqa: E402
 from depth_completion_ros.training.photometric import PhotometricLoss, warp_view  # noqa: E402
 
-FRAMES = 4
 
-
-@pytest.fixture(scope="module")
-def world(tmp_path_factory):
-    """One 4-frame synthetic drive (rendered images, OXTS poses, accumulated ground truth)."""
-    root = tmp_path_factory.mktemp("photometric_world")
-    generate_dataset(root, drives=1, frames=FRAMES, seed=5, progress=False, lidar=sensors.VelodyneModel(columns=512),
-                     gt_neighbours=1)
-    return root
+@pytest.fixture
+def world(synthetic_drive):
+    """A 6-frame rendered drive (test/conftest.py)."""
+    return synthetic_drive
 
 
 def _loss(item: dict, depth: torch.Tensor, poses: torch.Tensor | None = None) -> float:
