@@ -160,22 +160,26 @@ def model_code_digest(folder: str | Path | None = None) -> str:
     return digest.hexdigest()[:16]
 
 
+def cache_root() -> Path:
+    """The package's cache folder: `$DCROS_CACHE_DIR`, else `$XDG_CACHE_HOME/depth_completion_ros`, else
+    `~/.cache/depth_completion_ros`."""
+    return Path(os.environ.get("DCROS_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "depth_completion_ros"))
+
+
 def onnx_cache_path(checkpoint_path: str | Path, opset: int = 17, refinement: str = "graph",
                     sha256: str | None = None) -> Path:
     """Where the export of a checkpoint is cached (for `refinement` "fused", the graph without the propagation).
 
-    `$DCROS_CACHE_DIR`, else `$XDG_CACHE_HOME/depth_completion_ros`, else `~/.cache/depth_completion_ros`;
-    the file name holds the checkpoint's SHA-256 (`sha256`, computed when not given), the opset, the package
-    version and a digest of the network code, so a changed checkpoint, a new release or changed network code (an
-    editable install) never reuses a stale graph.
+    Under `cache_root()`/onnx; the file name holds the checkpoint's SHA-256 (`sha256`, computed when not given),
+    the opset, the package version and a digest of the network code, so a changed checkpoint, a new release or
+    changed network code (an editable install) never reuses a stale graph.
     """
     checkpoint_path = Path(checkpoint_path)
     sha256 = sha256 or file_sha256(checkpoint_path)
-    root = os.environ.get("DCROS_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "depth_completion_ros")
     name = (f"{checkpoint_path.stem}-{sha256[:16]}-opset{opset}-v{__version__}"
             f"-code{model_code_digest()}{'-fused' if refinement == 'fused' else ''}.onnx")
-    return Path(root) / "onnx" / name
+    return cache_root() / "onnx" / name
 
 
 def onnx_beside(checkpoint_path: str | Path, refinement: str = "graph") -> Path:

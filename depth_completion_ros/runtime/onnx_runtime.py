@@ -8,7 +8,6 @@ accepted where the caller has PyTorch (it is then loaded) and converted at the b
 from __future__ import annotations
 
 import logging
-import os
 import sys
 import threading
 from pathlib import Path
@@ -18,21 +17,18 @@ import numpy as np
 from ..models.layout import RefinementLayout
 from . import LOGGER_NAME
 from .inputs import check_torch_inputs, example_arrays, numpy_batch
-from .onnx_files import INPUT_NAMES, OUTPUT_NAME, file_sha256, read_onnx_refinement
+from .onnx_files import INPUT_NAMES, OUTPUT_NAME, cache_root, file_sha256, read_onnx_refinement
 from .spec import ORT_CPU, ORT_CUDA, ORT_TENSORRT, Device, EngineSpec, gpu_provider, gpu_providers, provider_names
 
 LOGGER = logging.getLogger(LOGGER_NAME)
 
 
 def tensorrt_cache_dir(onnx_path: Path, precision: str) -> Path:
-    """Where TensorRT's engines of `onnx_path` in `precision` are cached: beside the cache of exports
-    (`onnx_files.onnx_cache_path`: `$DCROS_CACHE_DIR`, else `$XDG_CACHE_HOME/depth_completion_ros`, else
-    `~/.cache/depth_completion_ros`), under tensorrt/<digest of the file>-<precision>. ONNX Runtime names an
-    engine by the graph's file name and node names, not its weights, so two checkpoints of one architecture
-    exported under one name would share an engine: the digest keeps them apart."""
-    root = os.environ.get("DCROS_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "depth_completion_ros")
-    return Path(root) / "tensorrt" / f"{file_sha256(onnx_path)[:16]}-{precision}"
+    """Where TensorRT's engines of `onnx_path` in `precision` are cached: beside the cache of exports, under
+    `onnx_files.cache_root()`/tensorrt/<digest of the file>-<precision>. ONNX Runtime names an engine by the graph's
+    file name and node names, not its weights, so two checkpoints of one architecture exported under one name would
+    share an engine: the digest keeps them apart."""
+    return cache_root() / "tensorrt" / f"{file_sha256(onnx_path)[:16]}-{precision}"
 
 
 # The CPU sessions' arena, one per process, registered in onnxruntime's environment (`shared_cpu_arena`): its first
