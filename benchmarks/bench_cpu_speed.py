@@ -13,6 +13,10 @@ Configurations take turns frame by frame, so a change in the machine's load touc
     auto,  roi auto,   threads chosen    the new path: the same with DA-CSPN++'s propagation as fused
                                          loops outside the graph (`models.dacspn_cpu`, refinement auto)
 
+With `--baseline-rev REV` the new path of another revision of the package (a git worktree, imported by a child
+process) takes its turn frame by frame beside them: the path of an earlier day, timed on the same frames in the
+same run, its depth compared with this revision's new path.
+
 It reports medians over the timed frames, the ratios to the old path, the RMSE of each against the
 drive's ground truth (same frames: a speed-up must not cost accuracy), and the achieved GFLOP/s of the
 network (FLOPs from `models.flops.count_flops`, as `dcros models` counts them, at the size the network
@@ -20,11 +24,15 @@ really ran) against the CPU's fp32 peak, estimated from /proc/cpuinfo and printe
 and against a measured fp32 matrix product for scale.
 
     python benchmarks/bench_cpu_speed.py --frames 6 --json benchmarks/results/cpu_speed.json
+    python benchmarks/bench_cpu_speed.py --frames 8 --baseline-rev 118926f \
+        --json benchmarks/results/cpu_speed_wavefront.json
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -34,7 +42,7 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from _common import describe_machine, write_json  # noqa: E402
+from _common import baseline_checkout, describe_machine, remove_baseline_checkout, write_json  # noqa: E402
 
 # Goals of the issue, for the honest yes/no at the end.
 GOAL_END_TO_END_MS = 300.0
@@ -208,6 +216,135 @@ def network_flops(architecture: str, kwargs: dict, height: int, width: int) -> i
         return count_flops(build_model(architecture, **kwargs), height, width)
 
 
+# ------------------------------------------------------------------------------------------- another revision
+NEW_PATH = dict(device="cpu", backend="auto", threads=0)  # CONFIGS[-1]'s engine, roi auto
+
+
+def serve_frames(model: str, data: Path, frames: int, seed: int) -> int:
+    """The child of `--baseline-rev`: the new path of the revision this process imports, on the frames of `data`.
+    Prints its engine as a JSON line, then for each line "INDEX PATH" on stdin processes that frame, saves the
+    depth to PATH (.npy) and prints the frame's timings as a JSON line."""
+    from depth_completion_ros.inference import Engine
+    from depth_completion_ros.model_zoo import checkpoint_of
+    from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions
+
+    drive_frames, lidar_to_camera = kitti_frames(frames, seed, data, data)
+    engine = Engine.from_checkpoint(checkpoint_of(model), **NEW_PATH)
+    processor = FrameProcessor(engine, options=PipelineOptions(roi="auto"))
+    print(json.dumps({"engine": repr(engine), "backend_reason": engine.backend_reason,
+                      "package": str(Path(sys.modules["depth_completion_ros"].__file__).parent)}), flush=True)
+    for line in sys.stdin:
+        index, path = line.split(maxsplit=1)
+        frame = drive_frames[int(index)]
+        start = time.perf_counter()
+        result = processor.process_messages(frame.image, frame.cloud, camera=frame.camera_info,
+                                            lidar_to_camera=lidar_to_camera)
+        elapsed = (time.perf_counter() - start) * 1e3
+        np.save(path.strip(), result.dense)
+        print(json.dumps({"end_to_end": elapsed, "timings_ms": result.timings_ms,
+                          "roi_rows": list(result.roi_rows)}), flush=True)
+    return 0
+
+
+class _Result:
+    def __init__(self, dense: np.ndarray, timings_ms: dict, roi_rows: tuple[int, int]):
+        self.dense, self.timings_ms, self.roi_rows = dense, timings_ms, roi_rows
+
+
+class BaselineRevision:
+    """The new path of git revision `revision`, in a child process (`serve_frames`) that imports the package from a
+    worktree of it; `process_messages(index)` has it process frame `index` (the child times it) and returns the
+    depth. Stands where an engine and a FrameProcessor stand in the round robin."""
+
+    def __init__(self, revision: str, model: str, data: Path, frames: int, seed: int, scratch: Path):
+        self.folder = Path(tempfile.mkdtemp(prefix="dcros_baseline_")) / "checkout"
+        env = {**os.environ, **baseline_checkout(revision, self.folder)}
+        self.scratch = scratch
+        self.process = subprocess.Popen(
+            [sys.executable, __file__, "--serve-frames", "--model", model, "--data", str(data),
+             "--frames", str(frames), "--seed", str(seed)], env=env, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+            text=True)
+        hello = json.loads(self._reply())
+        self.description, self.backend_reason = hello["engine"], hello["backend_reason"]
+        if not hello["package"].startswith(str(self.folder)):
+            self.close()
+            raise RuntimeError(f"the child imported {hello['package']}, not the worktree of {revision}")
+
+    def _reply(self) -> str:
+        line = self.process.stdout.readline()
+        if not line:
+            raise RuntimeError(f"the baseline process ended (exit status {self.process.wait()})")
+        return line
+
+    def process_messages(self, index: int) -> _Result:
+        path = self.scratch / "baseline_depth.npy"
+        self.process.stdin.write(f"{index} {path}\n")
+        self.process.stdin.flush()
+        reply = json.loads(self._reply())
+        reply["timings_ms"]["end_to_end"] = reply["end_to_end"]
+        return _Result(np.load(path), reply["timings_ms"], tuple(reply["roi_rows"]))
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.stdin.close()
+            self.process.wait(timeout=60)
+        remove_baseline_checkout(self.folder)
+
+
+class _Described:
+    """What the report reads of an engine, for a baseline revision's (which runs in its child): the network of
+    `engine` (the same model), the child's description."""
+
+    def __init__(self, engine, description: str, backend_reason: str):
+        self.architecture, self.kwargs, self.threads = engine.architecture, engine.kwargs, engine.threads
+        self.description, self.backend_reason = description, backend_reason
+
+    def __repr__(self) -> str:
+        return self.description
+
+
+def _time_frames(runners, frames, warmup: int):
+    """Each frame through every runner in turn (round robin: load drifts hit every configuration), after `warmup`
+    untimed passes over the first frame: (samples by configuration name, |depth - old path's| per frame by
+    name, max |depth - new path's| per name)."""
+    from depth_completion_ros.evaluation.metrics import image_errors
+
+    for _ in range(warmup):
+        for _, _, run in runners:
+            run(0, frames[0])
+    samples = {config.name: {"end_to_end": [], **{stage: [] for stage in STAGES}, "rows": [], "rmse_mm": []}
+               for config, _, _ in runners}
+    differences = {config.name: [] for config, _, _ in runners}  # |depth - old path's| where both predict
+    to_new_path = {config.name: 0.0 for config, _, _ in runners}  # max |depth - new path's|, inf: NaN elsewhere
+    for index, frame in enumerate(frames):
+        dense = {}
+        for config, _, run in runners:
+            time.sleep(SETTLE_S)
+            start = time.perf_counter()
+            result = run(index, frame)
+            elapsed = result.timings_ms.get("end_to_end", (time.perf_counter() - start) * 1e3)
+            record = samples[config.name]
+            record["end_to_end"].append(elapsed)
+            for stage in STAGES:
+                record[stage].append(result.timings_ms[stage])
+            record["rows"].append(result.roi_rows[1] - result.roi_rows[0])
+            if frame.ground_truth is not None:
+                errors = image_errors(np.nan_to_num(result.dense), frame.ground_truth)
+                record["rmse_mm"].append(1000 * errors["rmse"])
+            dense[config.name] = result.dense
+            reference = dense[CONFIGS[0].name]
+            both = np.isfinite(result.dense) & np.isfinite(reference)
+            differences[config.name].append(np.abs(result.dense[both] - reference[both]))
+        new = dense[CONFIGS[-1].name]
+        for name, depth in dense.items():
+            same_holes = np.array_equal(np.isnan(depth), np.isnan(new))
+            gap = float(np.nanmax(np.abs(depth - new), initial=0.0)) if same_holes else float("inf")
+            to_new_path[name] = max(to_new_path[name], gap)
+        print(f"frame {index + 1}/{len(frames)}: " + ", ".join(
+            f"{samples[c.name]['end_to_end'][-1]:.0f}" for c, _, _ in runners) + " ms", flush=True)
+    return samples, differences, to_new_path
+
+
 # ------------------------------------------------------------------------------------------- the run
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
@@ -222,13 +359,18 @@ def main(argv: list[str] | None = None) -> int:
                              "propagation in the graph and on the new path, e.g. a lighter network; repeatable")
     parser.add_argument("--no-profile", action="store_true",
                         help="skip the per-operator profile of the new path's network (run after the timing)")
+    parser.add_argument("--baseline-rev", metavar="REV",
+                        help="also time the new path of this git revision (the old path of a change), in turn on the "
+                             "same frames, in a child process that imports the package from a worktree of it")
+    parser.add_argument("--serve-frames", action="store_true", help=argparse.SUPPRESS)  # --baseline-rev's child
     args = parser.parse_args(argv)
+    if args.serve_frames:
+        return serve_frames(args.model, args.data, args.frames, args.seed)
     if args.frames < 5:
         parser.error("--frames must be >= 5 (medians)")
 
     import torch
 
-    from depth_completion_ros.evaluation.metrics import image_errors
     from depth_completion_ros.inference import Engine, available_cores
     from depth_completion_ros.model_zoo import checkpoint_of
     from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions
@@ -255,40 +397,25 @@ def main(argv: list[str] | None = None) -> int:
             engine = Engine.from_checkpoint(checkpoints[config.model or args.model], device="cpu",
                                             backend=config.backend, threads=config.threads,
                                             refinement=config.refinement)
-            options = PipelineOptions(roi=config.roi)
-            runners.append((config, engine, FrameProcessor(engine, options=options)))
+            processor = FrameProcessor(engine, options=PipelineOptions(roi=config.roi))
+            runners.append((config, engine, lambda index, frame, processor=processor: processor.process_messages(
+                frame.image, frame.cloud, camera=frame.camera_info, lidar_to_camera=lidar_to_camera)))
             print(f"{config.name}: {engine!r} ({engine.backend_reason})", flush=True)
-        for _ in range(args.warmup):
-            for _, _, processor in runners:
-                processor.process_messages(frames[0].image, frames[0].cloud, camera=frames[0].camera_info,
-                                           lidar_to_camera=lidar_to_camera)
-        samples = {config.name: {"end_to_end": [], **{stage: [] for stage in STAGES}, "rows": [], "rmse_mm": []}
-                   for config, _, _ in runners}
-        reference = {}
-        differences = {config.name: [] for config, _, _ in runners}  # |depth - old path's| where both predict
-        for index, frame in enumerate(frames):
-            for config, engine, processor in runners:  # round robin: load drifts hit every configuration
-                time.sleep(SETTLE_S)
-                start = time.perf_counter()
-                result = processor.process_messages(frame.image, frame.cloud, camera=frame.camera_info,
-                                                    lidar_to_camera=lidar_to_camera)
-                elapsed = (time.perf_counter() - start) * 1e3
-                record = samples[config.name]
-                record["end_to_end"].append(elapsed)
-                for stage in STAGES:
-                    record[stage].append(result.timings_ms[stage])
-                record["rows"].append(result.roi_rows[1] - result.roi_rows[0])
-                if frame.ground_truth is not None:
-                    errors = image_errors(np.nan_to_num(result.dense), frame.ground_truth)
-                    record["rmse_mm"].append(1000 * errors["rmse"])
-                if config is CONFIGS[0]:
-                    reference[index] = result.dense
-                both = np.isfinite(result.dense) & np.isfinite(reference[index])
-                differences[config.name].append(np.abs(result.dense[both] - reference[index][both]))
-            print(f"frame {index + 1}/{len(frames)}: " + ", ".join(
-                f"{samples[c.name]['end_to_end'][-1]:.0f}" for c, _, _ in runners) + " ms", flush=True)
-        load_after = os.getloadavg()
         new_engine = runners[len(CONFIGS) - 1][1]
+        baseline = None
+        if args.baseline_rev:
+            baseline = BaselineRevision(args.baseline_rev, args.model, args.data or Path(scratch) / "kitti",
+                                        args.frames, args.seed, Path(scratch))
+            config = Config(f"{args.baseline_rev}: auto, roi auto, threads chosen (its new path)", "auto", "auto", 0)
+            runners.append((config, _Described(new_engine, baseline.description, baseline.backend_reason),
+                            lambda index, frame: baseline.process_messages(index)))
+            print(f"{config.name}: {baseline.description} ({baseline.backend_reason})", flush=True)
+        try:
+            samples, differences, to_new_path = _time_frames(runners, frames, args.warmup)
+        finally:
+            if baseline is not None:
+                baseline.close()
+        load_after = os.getloadavg()
         profile = None
         if not args.no_profile and new_engine.onnx_path is not None:
             profile = onnx_time_by_operator(new_engine.onnx_path, int(np.median(samples[CONFIGS[-1].name]["rows"])),
@@ -320,6 +447,7 @@ def main(argv: list[str] | None = None) -> int:
             "speedup_vs_old_fastest_frames": old_min / minima["end_to_end"],
             "rmse_mm": float(np.mean(record["rmse_mm"])) if record["rmse_mm"] else None,
             "max_abs_difference_to_old_m": float(np.concatenate(differences[config.name]).max(initial=0.0)),
+            "max_abs_difference_to_new_path_m": to_new_path[config.name],
             "mean_abs_difference_to_old_m": float(np.concatenate(differences[config.name]).mean()),
             "network_gflop": flops / 1e9, "network_gflops_per_s": gflops,
             "fraction_of_peak": gflops / peak["gflops"] if peak["gflops"] else None,
@@ -328,7 +456,8 @@ def main(argv: list[str] | None = None) -> int:
             "fraction_of_peak_fastest_frame": gflops_best / peak["gflops"] if peak["gflops"] else None,
         })
 
-    main_rows, other_rows = rows[:len(CONFIGS)], rows[len(CONFIGS):]  # --model's, then the --also models'
+    # --model's, then the --also models', then --baseline-rev's
+    main_rows, other_rows, baseline_rows = rows[:len(CONFIGS)], rows[len(CONFIGS):len(configs)], rows[len(configs):]
     best = min(main_rows, key=lambda row: row["median_ms"]["end_to_end"])
     full_onnx = next(row for row in rows if row["configuration"] == "onnx, full frame, threads chosen")
     verdict = {
@@ -347,6 +476,14 @@ def main(argv: list[str] | None = None) -> int:
             "end_to_end_goal_met": row["median_ms"]["end_to_end"] <= GOAL_END_TO_END_MS,
             "fraction_of_peak": row["fraction_of_peak"]} for row in other_rows},
     }
+    new_row = main_rows[-1]
+    for row in baseline_rows:
+        verdict["baseline"] = {
+            "configuration": row["configuration"], "end_to_end_ms": row["median_ms"]["end_to_end"],
+            "new_path_speedup": row["median_ms"]["end_to_end"] / new_row["median_ms"]["end_to_end"],
+            "new_path_speedup_fastest_frames": row["min_ms"]["end_to_end"] / new_row["min_ms"]["end_to_end"],
+            "network_speedup": row["median_ms"]["inference"] / new_row["median_ms"]["inference"],
+            "max_abs_depth_difference_m": row["max_abs_difference_to_new_path_m"]}
 
     print(f"\nCPU: {cpu.get('model_name')} (vendor {cpu.get('vendor')}, family {cpu.get('family'):#x}, model "
           f"{cpu.get('model'):#x}), {cores} cores available; torch {torch.__version__} "
@@ -402,6 +539,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{configuration}: {figures['end_to_end_ms']:.0f} ms end to end "
               f"({'meets' if figures['end_to_end_goal_met'] else 'does NOT meet'} the goal), "
               f"{100 * (figures['fraction_of_peak'] or 0):.0f} % of the assumed peak")
+    if "baseline" in verdict:
+        base = verdict["baseline"]
+        print(f"new path against {base['configuration']}: {base['new_path_speedup']:.2f}x end to end in medians "
+              f"({base['new_path_speedup_fastest_frames']:.2f}x in the fastest frames), network "
+              f"{base['network_speedup']:.2f}x; largest depth difference {base['max_abs_depth_difference_m']:.3g} m")
     if verdict["full_frame_network_ms_at_peak"]:
         print(f"(at 100 % of the assumed peak the network alone would take "
               f"{verdict['full_frame_network_ms_at_peak']:.0f} ms on the full frame, "

@@ -68,82 +68,133 @@ def _compiled(function):
 
 if numba is not None:
     @_compiled
-    def _propagate(initial, anchor, centre, weights, sparse, tap_rows, tap_cols, radius, iterations, scale,
-                   padded, work, result):
-        """`dacspn.propagate_normalized` for one image into `result`: initial, anchor, sparse [H, W]; centre
-        [H>>s, W>>s]; weights [taps, H>>s, W>>s] (s = `scale`, the guidance grid's log2 factor); tap offsets
-        in pixels. Buffers: padded [H + 2r, W + 2r], work and result [H, W]."""
+    def _propagate(initial, anchor, raw, eps, sparse, tap_rows, tap_cols, radius, iterations, scale, bands, rings,
+                   result):
+        """`dacspn.normalize_affinities` then `dacspn.propagate_normalized` for one image into `result`: initial,
+        anchor, sparse [H, W]; raw affinities [taps, H>>s, W>>s] (s = `scale`, the guidance grid's log2 factor;
+        read only); tap offsets in pixels. Scratch of the n bands (`band_scratch`): `bands` [n, 2, rows, W + 2r],
+        `rings` [n, slots, taps + 1, W].
+
+        The image is cut into n bands of rows, one per thread, and a band runs all iterations as a wavefront:
+        iteration t works `lag` guidance rows behind iteration t-1, whose rows it needs are then fresh in cache.
+        Taken an iteration at a time, each iteration streamed all weight planes from memory again (a frame's are
+        100 MB and more), which made the loops memory-bound. The first iteration to reach a guidance row
+        normalises it and up-samples it to the depth grid into a ring of slots, where the later iterations find
+        it; iterations alternate between a band's two row buffers, padded by replication as the image's border.
+        A band also computes, in its earlier iterations, the rows beyond its edges that its last iteration needs.
+        """
         height, width = initial.shape
-        taps = weights.shape[0]
+        taps, units, grid_width = raw.shape
         if iterations == 0:
             result[:] = initial
-        depth = initial
-        for iteration in range(iterations):
-            # Iterations alternate between the two buffers so that the last one writes `result`.
-            out = result if (iterations - 1 - iteration) % 2 == 0 else work
-            for y in prange(height + 2 * radius):  # replicate padding
-                source = depth[min(max(y - radius, 0), height - 1)]
-                row = padded[y]
+            return
+        unit = 1 << scale  # depth rows per guidance row
+        lag = (radius + unit - 1) >> scale  # in guidance rows: iteration t's rows depend on t-1's +- radius
+        band_count = bands.shape[0]
+        slots = rings.shape[1]
+        per_band = (units + band_count - 1) // band_count
+        quads = taps - taps % 4
+        for band in prange(band_count):
+            low = band * per_band
+            high = min(units, low + per_band)
+            if low >= high:
+                continue
+            base = max(0, low - iterations * lag)  # the first guidance row of the band's row buffers
+            scratch = bands[band]
+            ring = rings[band]
+            for y in range(base * unit, min(units, high + iterations * lag) * unit):  # iteration 0
+                source = initial[y]
+                row = scratch[0, y - base * unit]
                 for x in range(radius):
                     row[x] = source[0]
                     row[width + radius + x] = source[width - 1]
                 for x in range(width):
                     row[radius + x] = source[x]
-            # One guidance row serves 2**scale depth rows: its weights are up-sampled once for all of them.
-            for guidance_row in prange(height >> scale):
-                expanded = np.empty(width, np.float32)
-                first = guidance_row << scale
-                for tap in range(taps):
-                    if scale == 0:
-                        weight = weights[tap, guidance_row]
-                    else:
-                        source = weights[tap, guidance_row]
-                        for x in range(width):
-                            expanded[x] = source[x >> scale]
-                        weight = expanded
-                    offset = radius + tap_cols[tap]
-                    for y in range(first, first + (1 << scale)):
-                        row = out[y]
-                        # A slice, so that the loop indexes with x alone: an index that may be negative
-                        # (x + offset) makes numba wrap it around per element, which stops vectorization.
-                        neighbour = padded[y + radius + tap_rows[tap], offset:offset + width]
-                        if tap == 0:
-                            for x in range(width):
-                                row[x] = weight[x] * neighbour[x]
+            norm = np.empty(grid_width, np.float32)
+            total = np.empty(grid_width, np.float32)
+            values = np.empty(grid_width, np.float32)
+            first_step = max(0, low - (iterations - 1) * lag)
+            last_step = min(units, high + (iterations - 1) * lag) + (iterations - 1) * lag
+            for step in range(first_step, last_step):
+                for iteration in range(1, iterations + 1):
+                    guidance_row = step - (iteration - 1) * lag
+                    reach = (iterations - iteration) * lag  # rows beyond the band this iteration computes
+                    if guidance_row < max(0, low - reach) or guidance_row >= min(units, high + reach):
+                        continue
+                    slot = ring[guidance_row % slots]
+                    if iteration == 1:  # normalise: neighbour weights = raw / max(sum |raw|, eps), centre 1 - sum
+                        norm[:] = 0
+                        total[:] = 0
+                        for tap in range(taps):
+                            for x in range(grid_width):
+                                norm[x] += abs(raw[tap, guidance_row, x])
+                        for x in range(grid_width):
+                            norm[x] = max(norm[x], eps)
+                        for tap in range(taps + 1):
+                            if tap < taps:
+                                for x in range(grid_width):
+                                    values[x] = raw[tap, guidance_row, x] / norm[x]
+                                    total[x] += values[x]
+                            else:
+                                for x in range(grid_width):
+                                    values[x] = np.float32(1.0) - total[x]
+                            target = slot[tap]
+                            if scale == 0:
+                                target[:] = values
+                            else:
+                                for x in range(width):
+                                    target[x] = values[x >> scale]
+                    previous = scratch[(iteration - 1) % 2]
+                    first = guidance_row << scale
+                    for y in range(first, first + unit):
+                        if iteration == iterations:
+                            row = result[y, 0:width]
                         else:
-                            for x in range(width):
-                                row[x] = row[x] + weight[x] * neighbour[x]
-                centre_row = centre[guidance_row]
-                for y in range(first, first + (1 << scale)):
-                    row = out[y]
-                    anchor_row = anchor[y]
-                    sparse_row = sparse[y]
-                    for x in range(width):
-                        value = centre_row[x >> scale] * anchor_row[x] + row[x]
-                        row[x] = sparse_row[x] if sparse_row[x] > 0 else value
-            depth = out
-
-    @_compiled
-    def _normalize(raw, eps, centre):
-        """`dacspn.normalize_affinities` for one image, in place: raw [taps, h, w] becomes the neighbour
-        weights, the centre weight [h, w] goes to `centre`."""
-        taps, height, width = raw.shape
-        neighbours = raw
-        for y in prange(height):
-            scale = np.zeros(width, np.float32)
-            for tap in range(taps):
-                for x in range(width):
-                    scale[x] += abs(raw[tap, y, x])
-            total = np.zeros(width, np.float32)
-            for x in range(width):
-                scale[x] = max(scale[x], eps)
-            for tap in range(taps):
-                for x in range(width):
-                    value = raw[tap, y, x] / scale[x]
-                    neighbours[tap, y, x] = value
-                    total[x] += value
-            for x in range(width):
-                centre[y, x] = np.float32(1.0) - total[x]
+                            row = scratch[iteration % 2, y - base * unit, radius:radius + width]
+                        # Four taps per pass over the row: it is loaded and stored once for four products, and the
+                        # sum is still taken tap by tap in order (the same float32 roundings as one at a time).
+                        for tap in range(0, taps):
+                            if tap % 4 != 0 and tap < quads:
+                                continue
+                            # Slices, so that the loops index with x alone: an index that may be negative
+                            # (x + offset) makes numba wrap it around per element, which stops vectorization.
+                            n0 = previous[min(max(y + tap_rows[tap], 0), height - 1) - base * unit,
+                                          radius + tap_cols[tap]:radius + tap_cols[tap] + width]
+                            w0 = slot[tap]
+                            if tap >= quads:
+                                if tap == 0:
+                                    for x in range(width):
+                                        row[x] = w0[x] * n0[x]
+                                else:
+                                    for x in range(width):
+                                        row[x] = row[x] + w0[x] * n0[x]
+                                continue
+                            n1 = previous[min(max(y + tap_rows[tap + 1], 0), height - 1) - base * unit,
+                                          radius + tap_cols[tap + 1]:radius + tap_cols[tap + 1] + width]
+                            n2 = previous[min(max(y + tap_rows[tap + 2], 0), height - 1) - base * unit,
+                                          radius + tap_cols[tap + 2]:radius + tap_cols[tap + 2] + width]
+                            n3 = previous[min(max(y + tap_rows[tap + 3], 0), height - 1) - base * unit,
+                                          radius + tap_cols[tap + 3]:radius + tap_cols[tap + 3] + width]
+                            w1 = slot[tap + 1]
+                            w2 = slot[tap + 2]
+                            w3 = slot[tap + 3]
+                            if tap == 0:
+                                for x in range(width):
+                                    row[x] = w0[x] * n0[x] + w1[x] * n1[x] + w2[x] * n2[x] + w3[x] * n3[x]
+                            else:
+                                for x in range(width):
+                                    row[x] = row[x] + w0[x] * n0[x] + w1[x] * n1[x] + w2[x] * n2[x] + w3[x] * n3[x]
+                        centre_row = slot[taps]
+                        anchor_row = anchor[y]
+                        sparse_row = sparse[y]
+                        for x in range(width):
+                            value = centre_row[x] * anchor_row[x] + row[x]
+                            row[x] = sparse_row[x] if sparse_row[x] > 0 else value
+                        if iteration < iterations:
+                            padded = scratch[iteration % 2, y - base * unit]
+                            for x in range(radius):
+                                padded[x] = row[0]
+                                padded[width + radius + x] = row[width - 1]
 
     @_compiled
     def _mix(results, weights, sparse, scale, out):
@@ -161,6 +212,21 @@ if numba is not None:
             for x in range(width):
                 if sparse_row[x] > 0:
                     row[x] = sparse_row[x]
+
+
+def band_scratch(workspace: "Workspace", height: int, width: int, taps: int, radius: int, scale: int,
+                 iterations: int, band_count: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_propagate`'s scratch for `band_count` bands, in `workspace`: per band two buffers of its rows and of the
+    rows beyond its edges that its iterations compute, `radius` columns of padding each side; and a ring of the
+    normalised, up-sampled weights (taps and centre) of the guidance rows that iterations share."""
+    unit = 1 << scale
+    units = height >> scale
+    lag = (radius + unit - 1) >> scale
+    per_band = -(-units // band_count)
+    rows = min(units, per_band + 2 * iterations * lag) * unit
+    slots = max(1, (iterations - 1) * lag + 1)  # a row is normalised at step u and last used at u + (T-1) lag
+    return (workspace.plane("bands", (band_count, 2, rows, width + 2 * radius)),
+            workspace.plane("rings", (band_count, slots, taps + 1, width)))
 
 
 def tap_offsets(kernel_size: int, dilation: int) -> tuple[np.ndarray, np.ndarray]:
@@ -204,9 +270,8 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
     """`DACSPN.refine` after `DACSPN.raw_guidance_on_features`, on numpy arrays: coarse and sparse [B,1,H,W]
     metres (sparse: 0 = none, already cleaned), guidance per stage ([raw affinities [B,k*k-1,h,w] per kernel
     size], kernel-size weights [B,K,h,w]) on the stage's feature grid, h = H/d. Returns refined depth
-    [B,1,H,W] (in `workspace` memory when one is given: valid until its next use). The raw affinities are
-    normalised in place (overwritten) when they are float32 and C-contiguous. `threads`: numba threads for
-    this call (None: numba's default, the cores)."""
+    [B,1,H,W] (in `workspace` memory when one is given: valid until its next use). The guidance is only read.
+    `threads`: numba threads for this call (None: numba's default, the cores)."""
     if _IMPORT_ERROR is not None:
         raise RuntimeError(available())
     dilations, kernel_sizes = layout.dilations, layout.kernel_sizes
@@ -222,27 +287,21 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
     try:
         refined = workspace.plane("refined", (batch, 1, height, width))
         results = workspace.plane("results", (len(kernel_sizes), height, width))
-        work = workspace.plane("work", (height, width))
+        band_count = numba.get_num_threads()
         for b in range(batch):
             valid_sparse = np.ascontiguousarray(sparse[b, 0], dtype=np.float32)
             previous = np.ascontiguousarray(coarse[b, 0], dtype=np.float32)
             for stage, (dilation, (affinities, mixture)) in enumerate(zip(dilations, guidance)):
                 scale = _log2_factor(height, mixture.shape[-2], width, mixture.shape[-1])
-                radius_max = (max(kernel_sizes) // 2) * dilation
-                padded_size = (height + 2 * radius_max) * (width + 2 * radius_max)
-                padded_all = workspace.plane(f"padded{dilation}", (padded_size,))
                 for index, (kernel_size, raw) in enumerate(zip(kernel_sizes, affinities)):
                     rows, cols = offsets[kernel_size, dilation]
                     if raw.shape[1] != len(rows):
                         raise ValueError(f"{raw.shape[1]} affinity channels for kernel size {kernel_size}")
                     radius = (kernel_size // 2) * dilation
-                    padded = padded_all[:(height + 2 * radius) * (width + 2 * radius)].reshape(
-                        height + 2 * radius, width + 2 * radius)
-                    neighbours = np.ascontiguousarray(raw[b], dtype=np.float32)
-                    centre = workspace.plane("centre", mixture.shape[-2:])
-                    _normalize(neighbours, eps, centre)
-                    _propagate(previous, previous, centre, neighbours, valid_sparse, rows, cols, radius,
-                               layout.iterations, scale, padded, work, results[index])
+                    bands, rings = band_scratch(workspace, height, width, len(rows), radius, scale,
+                                                layout.iterations, band_count)
+                    _propagate(previous, previous, np.ascontiguousarray(raw[b], dtype=np.float32), eps, valid_sparse,
+                               rows, cols, radius, layout.iterations, scale, bands, rings, results[index])
                 last = stage == len(dilations) - 1
                 output = refined[b, 0] if last else workspace.plane(f"stage{stage % 2}", (height, width))
                 _mix(results, np.ascontiguousarray(mixture[b], dtype=np.float32), valid_sparse, scale, output)
@@ -254,8 +313,8 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
 
 def depth_from_refinement_inputs(flat: Sequence[np.ndarray], layout: RefinementLayout, height: int, width: int,
                                  threads: int | None = None, workspace: Workspace | None = None) -> np.ndarray:
-    """What a CDSPN returns, from its `cdspn.RefinementInputs` outputs (in `layout.names()` order, the
-    affinities overwritten): the refined depth clamped at 0 and cropped to the input's height x width,
+    """What a CDSPN returns, from its `cdspn.RefinementInputs` outputs (in `layout.names()` order, only
+    read): the refined depth clamped at 0 and cropped to the input's height x width,
     [B,1,H,W] float32 (a new array)."""
     coarse, sparse, guidance = layout.unflatten(flat)
     refined = refine(coarse, sparse, guidance, layout, threads, workspace)
