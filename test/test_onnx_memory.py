@@ -65,6 +65,35 @@ def test_the_shared_arena_serves_the_sessions_allocations(lite_fused):
     assert "FAILED True" in done.stdout, done.stdout + done.stderr[-2000:]
 
 
+def test_a_frame_that_does_not_fit_in_memory_fails_naming_memory_and_the_engine_goes_on(lite_fused):
+    # In a fresh process: after a small frame, the address space is limited to a little more than the process
+    # already has (as a robot's memory limit would), so a frame far larger than the arena's first region cannot
+    # get its tensors. The error must say so (not blame the input size), and the next small frame must run.
+    code = textwrap.dedent(f"""
+        import resource
+        import numpy as np
+        from depth_completion_ros.inference import Engine
+        from depth_completion_ros.runtime.inputs import example_arrays
+        engine = Engine.from_onnx({str(lite_fused)!r}, device="cpu", threads=1)
+        small = example_arrays(64, 96)
+        engine.runtime.run(*small)
+        large = example_arrays(2048, 2048)
+        size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
+        resource.setrlimit(resource.RLIMIT_AS, (size + (64 << 20), resource.RLIM_INFINITY))
+        try:
+            engine.runtime.run(*large)
+        except RuntimeError as error:
+            print("FAILED", "out of memory" in str(error), "fixed H/W" not in str(error))
+        else:
+            print("RAN")
+        resource.setrlimit(resource.RLIMIT_AS, (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        print("AFTER", engine.runtime.run(*small).shape)
+    """)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert "FAILED True True" in done.stdout, done.stdout + done.stderr[-2000:]
+    assert "AFTER (1, 1, 64, 96)" in done.stdout, done.stdout + done.stderr[-2000:]
+
+
 def test_adopted_options_give_the_previous_options_depth(lite_fused):
     rgb, sparse = example_arrays(72, 100, seed=3)  # not a multiple of 16: the graph pads
     feeds = dict(zip(INPUT_NAMES, (rgb, sparse)))

@@ -76,10 +76,10 @@ def open_session(onnx_path: Path, device: Device, log_severity: int = 3, threads
     `session.get_providers()`; a GPU provider asked for and not got (its libraries or the GPU missing:
     onnxruntime then goes on without it) is logged as a warning. `log_severity`: onnxruntime's own logging
     threshold (3 = errors, 4 = fatal only); `threads`: intra-op threads (None: onnxruntime's default), with
-    one inter-op thread. The intra-op threads spin between the operators of a run, and stop when it ends: spinning
-    on, they would hold the cores that the fused propagation and the rest of the frame need next (measured: the
-    lite CDSPN's propagation 86 -> 66 ms, 2 cores, with spinning off); spinning off altogether, each operator waits
-    for the threads to wake (the default CDSPN's graph about 3 % slower, `benchmarks/results/cpu_speed_wavefront.md`).
+    one inter-op thread. The intra-op threads spin between the operators of a run and stop when it ends
+    ("session.force_spinning_stop"): left spinning after it, they held the cores that the fused propagation and
+    the rest of the frame need next (the lite CDSPN's propagation 66 -> 86 ms, 2 cores); never spinning, each
+    operator waited for them to wake (the default CDSPN's graph at 256 rows 1-8 % slower in one-off A/B runs).
     A CPU session allocates from the process's shared arena
     (`shared_cpu_arena`, `CPU_ARENA`)."""
     import onnxruntime as ort
@@ -151,6 +151,15 @@ def fused_layout(onnx_path: Path) -> RefinementLayout | None:
     return layout
 
 
+def failure_hint(error: BaseException) -> str:
+    """What most likely went wrong in a failed run, for its error message: memory (ONNX Runtime's arena, or numpy's
+    allocations, refused: the process's memory or address-space limit, or the host's) or else the input size."""
+    if isinstance(error, MemoryError) or "Failed to allocate memory" in str(error):
+        return ("out of memory: the frame's tensors did not fit in the memory this process may use; fewer rows "
+                "(roi 'auto' or 'bottom') or the lite model need less")
+    return "a graph exported with fixed H/W accepts only its example size"
+
+
 class OnnxRuntime:
     """Runs `spec.onnx_path` (which exists) with ONNX Runtime on `spec.device` with `spec.threads`."""
 
@@ -213,8 +222,7 @@ class OnnxRuntime:
         except Exception as error:  # onnxruntime's error types do not share a useful base class
             runtime = "onnxruntime" if self.layout is None else "onnxruntime or the fused refinement"
             raise RuntimeError(f"{self.spec.onnx_path}: {runtime} failed on a {rgb.shape[0]}x{rgb.shape[2]}x"
-                               f"{rgb.shape[3]} (BxHxW) input (a graph exported with fixed H/W accepts only "
-                               f"its example size): {error}") from error
+                               f"{rgb.shape[3]} (BxHxW) input ({failure_hint(error)}): {error}") from error
         return np.asarray(output, dtype=np.float32)
 
     def _finish_fused(self, flat: list[np.ndarray], height: int, width: int) -> np.ndarray:
