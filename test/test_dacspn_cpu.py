@@ -198,3 +198,14 @@ def test_row_bands_give_the_whole_plane_propagation_bit_for_bit(kernel_size, dil
                               result)
         np.testing.assert_array_equal(result, expected, err_msg=f"{band_count} bands")
     np.testing.assert_array_equal(raw, untouched)  # the guidance is only read
+
+
+def test_bands_are_one_per_thread_unless_the_rows_computed_twice_would_dominate():
+    # The default CDSPN's stages at 256 rows, 6 iterations, on 2 threads: both stages split in two.
+    assert dacspn_cpu.band_count(256, radius=3, scale=0, iterations=6, threads=2) == 2
+    assert dacspn_cpu.band_count(256, radius=6, scale=1, iterations=6, threads=2) == 2
+    # Many threads: each band stays at least 3 x 6 iterations x 3 rows of lag tall (256 // 54 = 4 bands).
+    assert dacspn_cpu.band_count(256, radius=3, scale=0, iterations=6, threads=16) == 4
+    # A small image, or one thread: one band, no row computed twice.
+    assert dacspn_cpu.band_count(40, radius=3, scale=0, iterations=6, threads=8) == 1
+    assert dacspn_cpu.band_count(256, radius=3, scale=0, iterations=6, threads=1) == 1

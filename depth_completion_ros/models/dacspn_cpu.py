@@ -214,19 +214,28 @@ if numba is not None:
                     row[x] = sparse_row[x]
 
 
+def band_count(height: int, radius: int, scale: int, iterations: int, threads: int) -> int:
+    """How many bands of rows `_propagate` cuts the image into: one per thread, but each band at least three times
+    as tall as the rows that its earlier iterations compute beyond each of its edges (iterations x lag), so that the
+    rows computed twice stay under about a third of a band's work however many threads there are."""
+    unit = 1 << scale
+    lag = (radius + unit - 1) >> scale
+    return max(1, min(threads, (height >> scale) // max(1, 3 * iterations * lag)))
+
+
 def band_scratch(workspace: "Workspace", height: int, width: int, taps: int, radius: int, scale: int,
-                 iterations: int, band_count: int) -> tuple[np.ndarray, np.ndarray]:
-    """`_propagate`'s scratch for `band_count` bands, in `workspace`: per band two buffers of its rows and of the
+                 iterations: int, count: int) -> tuple[np.ndarray, np.ndarray]:
+    """`_propagate`'s scratch for `count` bands, in `workspace`: per band two buffers of its rows and of the
     rows beyond its edges that its iterations compute, `radius` columns of padding each side; and a ring of the
     normalised, up-sampled weights (taps and centre) of the guidance rows that iterations share."""
     unit = 1 << scale
     units = height >> scale
     lag = (radius + unit - 1) >> scale
-    per_band = -(-units // band_count)
+    per_band = -(-units // count)
     rows = min(units, per_band + 2 * iterations * lag) * unit
     slots = max(1, (iterations - 1) * lag + 1)  # a row is normalised at step u and last used at u + (T-1) lag
-    return (workspace.plane("bands", (band_count, 2, rows, width + 2 * radius)),
-            workspace.plane("rings", (band_count, slots, taps + 1, width)))
+    return (workspace.plane("bands", (count, 2, rows, width + 2 * radius)),
+            workspace.plane("rings", (count, slots, taps + 1, width)))
 
 
 def tap_offsets(kernel_size: int, dilation: int) -> tuple[np.ndarray, np.ndarray]:
@@ -287,7 +296,7 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
     try:
         refined = workspace.plane("refined", (batch, 1, height, width))
         results = workspace.plane("results", (len(kernel_sizes), height, width))
-        band_count = numba.get_num_threads()
+        threads_now = numba.get_num_threads()
         for b in range(batch):
             valid_sparse = np.ascontiguousarray(sparse[b, 0], dtype=np.float32)
             previous = np.ascontiguousarray(coarse[b, 0], dtype=np.float32)
@@ -298,8 +307,9 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
                     if raw.shape[1] != len(rows):
                         raise ValueError(f"{raw.shape[1]} affinity channels for kernel size {kernel_size}")
                     radius = (kernel_size // 2) * dilation
-                    bands, rings = band_scratch(workspace, height, width, len(rows), radius, scale,
-                                                layout.iterations, band_count)
+                    bands, rings = band_scratch(
+                        workspace, height, width, len(rows), radius, scale, layout.iterations,
+                        band_count(height, radius, scale, layout.iterations, threads_now))
                     _propagate(previous, previous, np.ascontiguousarray(raw[b], dtype=np.float32), eps, valid_sparse,
                                rows, cols, radius, layout.iterations, scale, bands, rings, results[index])
                 last = stage == len(dilations) - 1
