@@ -175,7 +175,7 @@ def _propagation_reference(initial, raw, sparse, kernel_size, dilation, iteratio
 
 
 @pytest.mark.parametrize("kernel_size, dilation, scale, iterations", [(7, 1, 0, 6), (5, 2, 1, 4), (3, 4, 2, 3),
-                                                                      (7, 2, 1, 1), (2, 1, 0, 2)])
+                                                                      (7, 2, 1, 1), (3, 3, 0, 2)])
 def test_row_bands_give_the_whole_plane_propagation_bit_for_bit(kernel_size, dilation, scale, iterations):
     # Bands of rows run all iterations as a wavefront, each computing the rows beyond its edges it needs: any
     # number of bands (here more than the threads) must give what one pass per iteration over the image gives.
@@ -209,3 +209,11 @@ def test_bands_are_one_per_thread_unless_the_rows_computed_twice_would_dominate(
     # A small image, or one thread: one band, no row computed twice.
     assert dacspn_cpu.band_count(40, radius=3, scale=0, iterations=6, threads=8) == 1
     assert dacspn_cpu.band_count(256, radius=3, scale=0, iterations=6, threads=1) == 1
+
+
+def test_fused_refinement_refuses_an_even_kernel_by_name():
+    rng = np.random.default_rng(0)
+    coarse = rng.uniform(1, 9, (1, 1, 8, 8)).astype(np.float32)
+    guidance = [([rng.normal(size=(1, 3, 8, 8)).astype(np.float32)], np.ones((1, 1, 8, 8), np.float32))]
+    with pytest.raises(ValueError, match=r"kernel sizes \(2,\): DA-CSPN\+\+'s kernels are odd"):
+        dacspn_cpu.refine(coarse, np.zeros_like(coarse), guidance, RefinementLayout((1,), (2,), 1))

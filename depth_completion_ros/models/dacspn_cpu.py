@@ -73,8 +73,8 @@ if numba is not None:
                    result):
         """`dacspn.normalize_affinities` then `dacspn.propagate_normalized` for one image into `result`: initial,
         anchor, sparse [H, W]; raw affinities [taps, H>>s, W>>s] (s = `scale`, the guidance grid's log2 factor;
-        read only); tap offsets in pixels. Scratch of the n bands (`band_scratch`): `bands` [n, 2, rows, W + 2r],
-        `rings` [n, slots, taps + 1, W].
+        read only; taps a multiple of 4); tap offsets in pixels. Scratch of the n bands (`band_scratch`): `bands`
+        [n, 2, rows, W + 2r], `rings` [n, slots, taps + 1, W].
 
         The image is cut into n bands of rows, one per thread, and a band runs all iterations as a wavefront:
         iteration t works `lag` guidance rows behind iteration t-1, whose rows it needs are then fresh in cache.
@@ -94,7 +94,6 @@ if numba is not None:
         band_count = bands.shape[0]
         slots = rings.shape[1]
         per_band = (units + band_count - 1) // band_count
-        quads = taps - taps % 4
         for band in prange(band_count):
             low = band * per_band
             high = min(units, low + per_band)
@@ -152,30 +151,21 @@ if numba is not None:
                             row = result[y, 0:width]
                         else:
                             row = scratch[iteration % 2, y - base * unit, radius:radius + width]
-                        # Four taps per pass over the row: it is loaded and stored once for four products, and the
-                        # sum is still taken tap by tap in order (the same float32 roundings as one at a time).
-                        for tap in range(0, taps):
-                            if tap % 4 != 0 and tap < quads:
-                                continue
+                        # Four taps per pass over the row (an odd kernel has a multiple of 8): the row is loaded
+                        # and stored once for four products, and the sum is still taken tap by tap in order (the
+                        # same float32 roundings as one tap at a time).
+                        for tap in range(0, taps, 4):
                             # Slices, so that the loops index with x alone: an index that may be negative
                             # (x + offset) makes numba wrap it around per element, which stops vectorization.
                             n0 = previous[min(max(y + tap_rows[tap], 0), height - 1) - base * unit,
                                           radius + tap_cols[tap]:radius + tap_cols[tap] + width]
-                            w0 = slot[tap]
-                            if tap >= quads:
-                                if tap == 0:
-                                    for x in range(width):
-                                        row[x] = w0[x] * n0[x]
-                                else:
-                                    for x in range(width):
-                                        row[x] = row[x] + w0[x] * n0[x]
-                                continue
                             n1 = previous[min(max(y + tap_rows[tap + 1], 0), height - 1) - base * unit,
                                           radius + tap_cols[tap + 1]:radius + tap_cols[tap + 1] + width]
                             n2 = previous[min(max(y + tap_rows[tap + 2], 0), height - 1) - base * unit,
                                           radius + tap_cols[tap + 2]:radius + tap_cols[tap + 2] + width]
                             n3 = previous[min(max(y + tap_rows[tap + 3], 0), height - 1) - base * unit,
                                           radius + tap_cols[tap + 3]:radius + tap_cols[tap + 3] + width]
+                            w0 = slot[tap]
                             w1 = slot[tap + 1]
                             w2 = slot[tap + 2]
                             w3 = slot[tap + 3]
@@ -285,6 +275,8 @@ def refine(coarse: np.ndarray, sparse: np.ndarray, guidance: Sequence[tuple[Sequ
     if _IMPORT_ERROR is not None:
         raise RuntimeError(available())
     dilations, kernel_sizes = layout.dilations, layout.kernel_sizes
+    if any(k < 3 or k % 2 == 0 for k in kernel_sizes):
+        raise ValueError(f"kernel sizes {kernel_sizes}: DA-CSPN++'s kernels are odd, at least 3")
     if len(guidance) != len(dilations):
         raise ValueError(f"guidance has {len(guidance)} stages, the refinement has {len(dilations)}")
     workspace = workspace or Workspace()
