@@ -67,17 +67,20 @@ def test_the_shared_arena_serves_the_sessions_allocations(lite_fused):
 
 def test_a_frame_that_does_not_fit_in_memory_fails_naming_memory_and_the_engine_goes_on(lite_fused):
     # In a fresh process: after a small frame, the address space is limited to a little more than the process
-    # already has (as a robot's memory limit would), so a frame far larger than the arena's first region cannot
-    # get its tensors. The error must say so (not blame the input size), and the next small frame must run.
+    # already has (as a robot's memory limit would), so a frame larger than the arena's first region (made 32 MiB
+    # here, to keep the test small) cannot get its tensors. The error must say so (not blame the input size), and
+    # the next small frame must run.
     code = textwrap.dedent(f"""
         import resource
         import numpy as np
         from depth_completion_ros.inference import Engine
+        from depth_completion_ros.runtime import onnx_runtime
         from depth_completion_ros.runtime.inputs import example_arrays
+        onnx_runtime.CPU_ARENA = {{**onnx_runtime.CPU_ARENA, "initial_chunk_size_bytes": 32 << 20}}
         engine = Engine.from_onnx({str(lite_fused)!r}, device="cpu", threads=1)
         small = example_arrays(64, 96)
         engine.runtime.run(*small)
-        large = example_arrays(2048, 2048)
+        large = example_arrays(768, 768)
         size = int(open("/proc/self/statm").read().split()[0]) * resource.getpagesize()
         resource.setrlimit(resource.RLIMIT_AS, (size + (64 << 20), resource.RLIM_INFINITY))
         try:
