@@ -177,7 +177,7 @@ def _check_export(model: nn.Module, onnx_path: Path, architecture: str, example_
         reference = model(rgb, sparse)
     try:
         # Fatal-only logging: a failure is reported once, in the ExportError below.
-        session = open_session(onnx_path, Device("cpu"), log_severity=4)
+        session = open_session(onnx_path, Device("cpu"), log_severity=4, spinning=layout is None)
         exported = run_session(session, layout, rgb.numpy(), sparse.numpy())
     except Exception as error:  # onnxruntime's error types do not share a useful base class
         raise ExportError(f"the ONNX graph of {architecture} traced at {example_size[0]}x{example_size[1]} "

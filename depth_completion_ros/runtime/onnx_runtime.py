@@ -69,18 +69,20 @@ def shared_cpu_arena() -> bool:
 
 
 def open_session(onnx_path: Path, device: Device, log_severity: int = 3, threads: int | None = None,
-                 precision: str = "fp32", providers: tuple[str, ...] | None = None):
+                 spinning: bool = True, precision: str = "fp32", providers: tuple[str, ...] | None = None):
     """An onnxruntime session: on CUDA through TensorRT, CUDA and the CPU (those of them onnxruntime has, in that
     order, `spec.gpu_providers`; TensorRT in fp16 when `precision` is "fp16"), else on the CPU. `providers`:
     the names to choose from (None: all that onnxruntime has). The providers the session got are
     `session.get_providers()`; a GPU provider asked for and not got (its libraries or the GPU missing:
     onnxruntime then goes on without it) is logged as a warning. `log_severity`: onnxruntime's own logging
     threshold (3 = errors, 4 = fatal only); `threads`: intra-op threads (None: onnxruntime's default), with
-    one inter-op thread. The intra-op threads spin between the operators of a run and stop when it ends
-    ("session.force_spinning_stop"): left spinning after it, they held the cores that the fused propagation and
-    the rest of the frame need next (the lite CDSPN's propagation 66 -> 86 ms, 2 cores); never spinning, each
-    operator waited for them to wake (the default CDSPN's graph at 256 rows 1-8 % slower in one-off A/B runs).
-    A CPU session allocates from the process's shared arena
+    one inter-op thread. `spinning=False` for a graph whose propagation runs outside (`read_onnx_refinement`):
+    idle intra-op threads that spin after a run would hold the cores the propagation needs next (measured: its
+    time 86 -> 66 ms, lite CDSPN, 2 cores). Not adopted: spinning during a run and stopping at its end
+    ("session.force_spinning_stop"): the graph alone 1-8 % faster in one-off A/B runs, but in the node the threads
+    spinning between operators starve the executor that takes in the next messages (reduced overload runs,
+    `test_robustness.py`'s, 4 each: the output age's p90 121-248 ms and p99 125-621 ms, against 111-145 and
+    115-168 without spinning). A CPU session allocates from the process's shared arena
     (`shared_cpu_arena`, `CPU_ARENA`)."""
     import onnxruntime as ort
 
@@ -102,7 +104,8 @@ def open_session(onnx_path: Path, device: Device, log_severity: int = 3, threads
     if threads is not None:
         options.intra_op_num_threads = threads
         options.inter_op_num_threads = 1
-    options.add_session_config_entry("session.force_spinning_stop", "1")
+    if not spinning:
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     # No memory pattern: from the second run on, ONNX Runtime allocates the planned pattern as one block while the
     # arena still holds the first run's chunks, so the process keeps both (measured at 1242x375, one engine in a
     # process, 6 frames: default CDSPN peak 1640 -> 1079 MiB and 647 -> 610 ms a frame; lite 1223 -> 871 MiB,
@@ -166,7 +169,7 @@ class OnnxRuntime:
     def __init__(self, spec: EngineSpec):
         self.spec = spec
         self.layout = fused_layout(spec.onnx_path)
-        self.session = open_session(spec.onnx_path, spec.device, threads=spec.threads,
+        self.session = open_session(spec.onnx_path, spec.device, threads=spec.threads, spinning=self.layout is None,
                                     precision=spec.precision, providers=spec.providers or None)
         # What the session got, which may be less than the spec asked for (`open_session` warns then): without
         # TensorRT, fp16 was not to be had (the CUDA and CPU providers run the fp32 graph).
