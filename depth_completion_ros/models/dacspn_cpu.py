@@ -90,11 +90,11 @@ if numba is not None:
             result[:] = initial
             return
         unit = 1 << scale  # depth rows per guidance row
-        lag = (radius + unit - 1) >> scale  # in guidance rows: iteration t's rows depend on t-1's +- radius
-        band_count = bands.shape[0]
+        lag = (radius + unit - 1) >> scale  # `_lag`, which numba cannot call
+        count = bands.shape[0]
         slots = rings.shape[1]
-        per_band = (units + band_count - 1) // band_count
-        for band in prange(band_count):
+        per_band = (units + count - 1) // count
+        for band in prange(count):
             low = band * per_band
             high = min(units, low + per_band)
             if low >= high:
@@ -205,13 +205,17 @@ if numba is not None:
                     row[x] = sparse_row[x]
 
 
+def _lag(radius: int, scale: int) -> int:
+    """Guidance rows that iteration t of `_propagate` trails t-1 by: its rows depend on t-1's +- `radius` depth
+    rows, and a guidance row spans 2**`scale` of them (the loops compute the same)."""
+    return (radius + (1 << scale) - 1) >> scale
+
+
 def band_count(height: int, radius: int, scale: int, iterations: int, threads: int) -> int:
     """How many bands of rows `_propagate` cuts the image into: one per thread, but each band at least three times
     as tall as the rows that its earlier iterations compute beyond each of its edges (iterations x lag), so that the
     rows computed twice stay under about a third of a band's work however many threads there are."""
-    unit = 1 << scale
-    lag = (radius + unit - 1) >> scale
-    return max(1, min(threads, (height >> scale) // max(1, 3 * iterations * lag)))
+    return max(1, min(threads, (height >> scale) // max(1, 3 * iterations * _lag(radius, scale))))
 
 
 def band_scratch(workspace: "Workspace", height: int, width: int, taps: int, radius: int, scale: int,
@@ -219,11 +223,10 @@ def band_scratch(workspace: "Workspace", height: int, width: int, taps: int, rad
     """`_propagate`'s scratch for `count` bands, in `workspace`: per band two buffers of its rows and of the
     rows beyond its edges that its iterations compute, `radius` columns of padding each side; and a ring of the
     normalised, up-sampled weights (taps and centre) of the guidance rows that iterations share."""
-    unit = 1 << scale
     units = height >> scale
-    lag = (radius + unit - 1) >> scale
+    lag = _lag(radius, scale)
     per_band = -(-units // count)
-    rows = min(units, per_band + 2 * iterations * lag) * unit
+    rows = min(units, per_band + 2 * iterations * lag) << scale
     slots = max(1, (iterations - 1) * lag + 1)  # a row is normalised at step u and last used at u + (T-1) lag
     return (workspace.plane("bands", (count, 2, rows, width + 2 * radius)),
             workspace.plane("rings", (count, slots, taps + 1, width)))
@@ -240,12 +243,12 @@ def tap_offsets(kernel_size: int, dilation: int) -> tuple[np.ndarray, np.ndarray
 
 
 class Workspace:
-    """Planes reused from call to call (by name). A frame of the default CDSPN needs ~17 MB of them (1242x375);
+    """Planes reused from call to call (by name). A frame of the default CDSPN needs ~23 MB of them (1242x375);
     allocated per frame they are mapped and page-faulted anew each time, which cost more than the propagation
     itself (measured: the normalisation of one 48-plane affinity map 18-410 ms fresh, against a few ms in reused
     memory). A name keeps one buffer, as large as the largest plane asked of it, and hands out its first elements
-    as the shape asked for: planes of another size (the centre weights of each stage's grid, a region of interest
-    that moves from frame to frame) reuse it instead of replacing it. Not for concurrent calls: one per engine,
+    as the shape asked for: planes of another size (the bands' scratch of each kernel size and stage, a region of
+    interest that moves from frame to frame) reuse it instead of replacing it. Not for concurrent calls: one per engine,
     used under its lock."""
 
     def __init__(self):
