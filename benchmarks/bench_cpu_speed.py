@@ -36,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -216,21 +216,25 @@ def network_flops(architecture: str, kwargs: dict, height: int, width: int) -> i
         return count_flops(build_model(architecture, **kwargs), height, width)
 
 
-# ------------------------------------------------------------------------------------------- another revision
-NEW_PATH = dict(device="cpu", backend="auto", threads=0)  # CONFIGS[-1]'s engine, roi auto
-
-
-def serve_frames(model: str, data: Path, frames: int, seed: int) -> int:
-    """The child of `--baseline-rev`: the new path of the revision this process imports, on the frames of `data`.
-    Prints its engine as a JSON line, then for each line "INDEX PATH" on stdin processes that frame, saves the
-    depth to PATH (.npy) and prints the frame's timings as a JSON line."""
+def configured(config: Config, checkpoint):
+    """(engine, FrameProcessor) of a configuration, from the package this process imports."""
     from depth_completion_ros.inference import Engine
-    from depth_completion_ros.model_zoo import checkpoint_of
     from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions
 
+    engine = Engine.from_checkpoint(checkpoint, device="cpu", backend=config.backend, threads=config.threads,
+                                    refinement=config.refinement)
+    return engine, FrameProcessor(engine, options=PipelineOptions(roi=config.roi))
+
+
+# ------------------------------------------------------------------------------------------- another revision
+def serve_frames(model: str, data: Path, frames: int, seed: int) -> int:
+    """The child of `--baseline-rev`: the new path (`CONFIGS[-1]`) of the revision this process imports, on the
+    frames of `data`. Prints its engine as a JSON line, then for each line "INDEX PATH" on stdin processes that
+    frame, saves the depth to PATH (.npy) and prints the frame's timings as a JSON line."""
+    from depth_completion_ros.model_zoo import checkpoint_of
+
     drive_frames, lidar_to_camera = kitti_frames(frames, seed, data, data)
-    engine = Engine.from_checkpoint(checkpoint_of(model), **NEW_PATH)
-    processor = FrameProcessor(engine, options=PipelineOptions(roi="auto"))
+    engine, processor = configured(CONFIGS[-1], checkpoint_of(model))
     print(json.dumps({"engine": repr(engine), "backend_reason": engine.backend_reason,
                       "package": str(Path(sys.modules["depth_completion_ros"].__file__).parent)}), flush=True)
     for line in sys.stdin:
@@ -371,9 +375,8 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
-    from depth_completion_ros.inference import Engine, available_cores
+    from depth_completion_ros.inference import available_cores
     from depth_completion_ros.model_zoo import checkpoint_of
-    from depth_completion_ros.pipeline import FrameProcessor, PipelineOptions
 
     default_torch_threads = torch.get_num_threads()  # before any engine sets anything
     checkpoints = {model: checkpoint_of(model) for model in (args.model, *args.also)}
@@ -394,10 +397,7 @@ def main(argv: list[str] | None = None) -> int:
         height, width = frames[0].camera.height, frames[0].camera.width
         runners = []
         for config in configs:
-            engine = Engine.from_checkpoint(checkpoints[config.model or args.model], device="cpu",
-                                            backend=config.backend, threads=config.threads,
-                                            refinement=config.refinement)
-            processor = FrameProcessor(engine, options=PipelineOptions(roi=config.roi))
+            engine, processor = configured(config, checkpoints[config.model or args.model])
             runners.append((config, engine, lambda index, frame, processor=processor: processor.process_messages(
                 frame.image, frame.cloud, camera=frame.camera_info, lidar_to_camera=lidar_to_camera)))
             print(f"{config.name}: {engine!r} ({engine.backend_reason})", flush=True)
@@ -406,7 +406,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.baseline_rev:
             baseline = BaselineRevision(args.baseline_rev, args.model, args.data or Path(scratch) / "kitti",
                                         args.frames, args.seed, Path(scratch))
-            config = Config(f"{args.baseline_rev}: auto, roi auto, threads chosen (its new path)", "auto", "auto", 0)
+            config = replace(CONFIGS[-1], name=f"{args.baseline_rev}: auto, roi auto, threads chosen (its new path)")
             runners.append((config, _Described(new_engine, baseline.description, baseline.backend_reason),
                             lambda index, frame: baseline.process_messages(index)))
             print(f"{config.name}: {baseline.description} ({baseline.backend_reason})", flush=True)
